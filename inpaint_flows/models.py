@@ -1,0 +1,180 @@
+"""Typed data that travels between the pipeline's stages.
+
+Every model here is a frozen pydantic model made of plain values (paths as strings, numbers,
+enums), so Prefect can hash it for cache keys and persist it as a task result, and so a report
+row can be rebuilt from it without touching the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from novita_local.contract import SAMPLERS as SAMPLERS  # re-exported: one list for both sides
+
+DEFAULT_MODEL = "realisticVisionV40_v40VAE-inpainting_81543.safetensors"
+
+ImageType = Literal["png", "webp", "jpeg"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LoRA(_Frozen):
+    model_name: str
+    strength: float = Field(ge=0, le=1)
+
+
+class Embedding(_Frozen):
+    model_name: str
+
+
+class InpaintParams(_Frozen):
+    """Every request field of `POST /v3/async/inpainting` except the two images.
+
+    Defaults are the values of the project's original example request. Ranges mirror the
+    contract, so a bad batch default is refused before anything is paid for.
+    """
+
+    model_name: str = DEFAULT_MODEL
+    prompt: str = Field(default="a clean, natural background", min_length=1, max_length=1024)
+    negative_prompt: str | None = Field(
+        default="blurry, low quality, artifacts", min_length=1, max_length=1024
+    )
+    image_num: int = Field(default=1, ge=1, le=8)
+    steps: int = Field(default=25, ge=1, le=100)
+    guidance_scale: float = Field(default=7.5, ge=1, le=30)
+    sampler_name: str = "Euler a"
+    seed: int = Field(default=-1, ge=-1)
+    mask_blur: int | None = Field(default=1, ge=0, le=64)
+    sd_vae: str | None = None
+    loras: tuple[LoRA, ...] | None = Field(default=None, max_length=5)
+    embeddings: tuple[Embedding, ...] | None = Field(default=None, max_length=5)
+    clip_skip: int | None = Field(default=1, ge=1, le=12)
+    strength: float | None = Field(default=0.85, ge=0, le=1)
+    inpainting_full_res: Literal[0, 1] = 1
+    inpainting_full_res_padding: int = Field(default=32, ge=0, le=256)
+    inpainting_mask_invert: Literal[0, 1] = 0
+    initial_noise_multiplier: float = Field(default=1.0, ge=0, le=1.5)
+    response_image_type: ImageType = "png"
+
+    def request_fields(self) -> dict[str, Any]:
+        """The `request` object's fields (without images), unset optionals left out."""
+        data = self.model_dump(exclude={"response_image_type"}, exclude_none=True, mode="json")
+        return data
+
+    def extra_fields(self) -> dict[str, Any]:
+        """The `extra` object sent beside `request`."""
+        return {"response_image_type": self.response_image_type}
+
+    def with_overrides(self, overrides: dict[str, Any]) -> InpaintParams:
+        """A copy with some fields replaced, validated like a fresh model."""
+        return InpaintParams.model_validate({**self.model_dump(), **overrides})
+
+
+class JobStatus(StrEnum):
+    """What happened to one input; one value per report row."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INVALID = "invalid"
+    SKIPPED_ALREADY_DONE = "skipped-already-done"
+    PENDING = "pending"  # never written to a final report: a job not reached yet
+
+
+class Job(_Frozen):
+    """One input as found on disk: what to send, before anything was read or checked.
+
+    `name` is the input's path relative to the source root (POSIX separators); it is unique in a
+    batch and is what output names derive from. `problem` holds a discovery-time error (missing
+    mask, bad manifest value): such a job is reported invalid and never submitted.
+    """
+
+    name: str
+    image_path: str
+    mask_path: str | None
+    params: InpaintParams
+    output_stem: str
+    problem: str | None = None
+
+
+class PreparedJob(_Frozen):
+    """A job whose image and mask were read and checked; nothing is held in memory.
+
+    `job_key` hashes the image bytes, mask bytes and request parameters: the same key means the
+    same paid request, so it is the idempotence key for submits, the ledger and caching.
+    """
+
+    job: Job
+    job_key: str
+    width: int
+    height: int
+    mask_coverage_pct: float
+    image_bytes: int
+    mask_bytes: int
+
+
+def job_key_for(image_sha256: str, mask_sha256: str, params: InpaintParams) -> str:
+    """The content hash that identifies one paid request."""
+    blob = json.dumps(
+        {"image": image_sha256, "mask": mask_sha256, "params": params.model_dump(mode="json")},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+TaskStatus = Literal[
+    "TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"
+]
+
+
+class ResultImage(_Frozen):
+    image_url: str
+    image_url_ttl: int | None = None
+    image_type: str | None = None
+
+
+class TaskResult(_Frozen):
+    """The parts of a task-result response the pipeline uses."""
+
+    task_id: str
+    status: TaskStatus
+    reason: str = ""
+    eta: float | None = None
+    progress_percent: float | None = None
+    images: tuple[ResultImage, ...] = ()
+    seed: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED")
+
+
+class JobOutcome(_Frozen):
+    """One report row: what was asked for one input and what happened."""
+
+    name: str
+    image_path: str
+    mask_path: str | None
+    status: JobStatus
+    params: InpaintParams
+    job_key: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mask_coverage_pct: float | None = None
+    task_id: str | None = None
+    reason: str | None = None  # Novita reason token, or our own token for local errors
+    message: str | None = None  # a sentence for a person: what happened and what to do
+    attempts: int = 0  # HTTP attempts across submit retries
+    submits: int = 0  # submits that created a (paid) task, across runs
+    polls: int = 0
+    submitted_at: str | None = None  # ISO 8601 UTC
+    finished_at: str | None = None
+    latency_s: float | None = None
+    seed_used: str | None = None
+    outputs: tuple[str, ...] = ()
