@@ -73,9 +73,13 @@ class NovitaError(InpaintFlowsError):
 class NovitaAPIError(NovitaError):
     """The API answered with an error status and (usually) a contract error body."""
 
-    def __init__(self, message: str, *, status_code: int, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, status_code: int = 0, reason: str | None = None) -> None:
         super().__init__(message, reason=reason or f"HTTP_{status_code}")
         self.status_code = status_code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Prefect pickles a failed task's exception; keyword-only fields must survive that.
+        return (_rebuild, (type(self), str(self), self.__dict__))
 
 
 class RateLimitedError(NovitaAPIError):
@@ -137,3 +141,10 @@ class DownloadError(NovitaError):
     @property
     def retryable(self) -> bool:
         return self._retryable
+
+
+def _rebuild(cls: type[InpaintFlowsError], message: str, state: dict[str, object]) -> InpaintFlowsError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
