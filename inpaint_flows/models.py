@@ -12,7 +12,7 @@ import json
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from novita_local.contract import SAMPLERS as SAMPLERS  # re-exported: one list for both sides
 
@@ -63,6 +63,13 @@ class InpaintParams(_Frozen):
     initial_noise_multiplier: float = Field(default=1.0, ge=0, le=1.5)
     response_image_type: ImageType = "png"
 
+    @field_validator("sampler_name")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        if value not in SAMPLERS:
+            raise ValueError(f"unknown sampler {value!r}; allowed: {', '.join(SAMPLERS)}")
+        return value
+
     def request_fields(self) -> dict[str, Any]:
         """The `request` object's fields (without images), unset optionals left out."""
         data = self.model_dump(exclude={"response_image_type"}, exclude_none=True, mode="json")
@@ -92,7 +99,8 @@ class Job(_Frozen):
 
     `name` is the input's path relative to the source root (POSIX separators); it is unique in a
     batch and is what output names derive from. `problem` holds a discovery-time error (missing
-    mask, bad manifest value): such a job is reported invalid and never submitted.
+    mask, bad manifest value): such a job is reported invalid and never submitted;
+    `problem_reason` is that error's reason token for the report (e.g. `MISSING_MASK`).
     """
 
     name: str
@@ -101,6 +109,7 @@ class Job(_Frozen):
     params: InpaintParams
     output_stem: str
     problem: str | None = None
+    problem_reason: str | None = None
 
 
 class PreparedJob(_Frozen):
