@@ -1,0 +1,309 @@
+"""The HTML gallery: one self-contained page a person opens to see what a batch did.
+
+`index.html` shows, per input, the original, the mask and the result(s) side by side, with the
+status, the reason and message, the task id and the latency. The page is one file with inline
+CSS, no script and no external URL, and every link is relative, so the output folder can be
+zipped, moved or served as it is.
+
+Thumbnails (longest side 256 px) are made from the files themselves and written to `_thumbs/`.
+They are named by a hash of the source file's path, size and modification time, so writing the
+gallery again (after a rerun) reuses the ones still valid and removes the stale ones. A file that
+is missing or cannot be decoded gets a placeholder box carrying the error, never an exception:
+the gallery is most useful exactly when inputs are broken.
+
+A relative input path is taken from the current directory, as the pipeline reads it. A relative
+output path is looked up under the output folder first (where results live), then there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from PIL import Image, ImageOps
+
+from inpaint_flows.models import JobOutcome, JobStatus
+from inpaint_flows.report import summarize
+from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text
+
+INDEX_NAME = "index.html"
+THUMBS_DIR = "_thumbs"
+THUMB_MAX_SIDE = 256
+
+_THUMB_NAME = re.compile(r"^[0-9a-f]{24}\.(?:png|jpg)$")
+
+STATUS_COLOURS: dict[JobStatus, str] = {
+    JobStatus.SUCCEEDED: "#1a7f37",
+    JobStatus.FAILED: "#cf222e",
+    JobStatus.INVALID: "#bc4c00",
+    JobStatus.SKIPPED_ALREADY_DONE: "#0969da",
+    JobStatus.PENDING: "#6e7781",
+}
+
+
+@dataclass(frozen=True)
+class _Thumb:
+    src: str  # relative URL, already percent-encoded
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class _Missing:
+    error: str
+
+
+def write_gallery(
+    outcomes: Iterable[JobOutcome], out_dir: StrPath, *, title: str = "Inpaint Flows gallery"
+) -> Path:
+    """Write `index.html` (atomically) and its thumbnails into `out_dir`; return the page path.
+
+    Parameters:
+        outcomes: the report rows, shown in this order.
+        out_dir: the batch's output folder; thumbnails go to `out_dir/_thumbs/`.
+        title: the page title and heading (escaped, any text is fine).
+    """
+    root = Path(out_dir)
+    rows = list(outcomes)
+    thumbs = _Thumbnailer(root)
+    body = [_row_html(i, o, root, thumbs) for i, o in enumerate(rows, start=1)]
+    page = _PAGE.format(
+        title=_esc(title),
+        css=_CSS,
+        summary=_summary_html(rows),
+        rows="\n".join(body) or _EMPTY_ROW,
+    )
+    path = atomic_write_text(root / INDEX_NAME, page)
+    thumbs.prune()
+    return path
+
+
+# --------------------------------------------------------------------------- thumbnails
+
+
+class _Thumbnailer:
+    """Makes (or reuses) the thumbnails under `root/_thumbs` and remembers which it used."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folder = root / THUMBS_DIR
+        self.used: set[str] = set()
+
+    def thumb(self, path_text: str, *, output: bool = False) -> _Thumb | _Missing:
+        source = _locate(path_text, self.root) if output else Path(path_text)
+        try:
+            st = source.stat()
+        except OSError as exc:
+            return _Missing(f"cannot read {path_text}: {exc.strerror or exc}")
+        if not source.is_file():
+            return _Missing(f"cannot read {path_text}: not a file")
+        key = hashlib.sha256(
+            f"{source.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{THUMB_MAX_SIDE}".encode()
+        ).hexdigest()[:24]
+        for suffix in (".jpg", ".png"):
+            cached = self.folder / f"{key}{suffix}"
+            if cached.is_file():
+                try:
+                    with Image.open(cached) as im:
+                        size = im.size
+                except Exception:  # a damaged cached thumbnail is simply made again
+                    break
+                return self._use(cached.name, size)
+        try:
+            data, suffix, size = _make_thumbnail(source)
+        except Exception as exc:  # any undecodable file becomes a placeholder, never a crash
+            return _Missing(f"cannot preview: {exc}")
+        name = f"{key}{suffix}"
+        atomic_write_bytes(self.folder / name, data)
+        return self._use(name, size)
+
+    def _use(self, name: str, size: tuple[int, int]) -> _Thumb:
+        self.used.add(name)
+        return _Thumb(src=f"{THUMBS_DIR}/{name}", width=size[0], height=size[1])
+
+    def prune(self) -> None:
+        """Remove thumbnails of files that are no longer shown (only ones this module made)."""
+        if not self.folder.is_dir():
+            return
+        for entry in self.folder.iterdir():
+            if _THUMB_NAME.match(entry.name) and entry.name not in self.used:
+                entry.unlink(missing_ok=True)
+
+
+def _locate(path_text: str, root: Path) -> Path:
+    """An output's file: absolute as is, else under the output folder, else the current dir."""
+    path = Path(path_text)
+    if path.is_absolute():
+        return path
+    under_root = root / path
+    return under_root if under_root.exists() else path
+
+
+def _make_thumbnail(source: Path) -> tuple[bytes, str, tuple[int, int]]:
+    """Encode a thumbnail: PNG for masks and transparent images, JPEG for the rest."""
+    with warnings.catch_warnings():
+        # A decompression-bomb-sized file is refused instead of decoded into memory.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(source) as opened:
+            opened.draft(opened.mode, (THUMB_MAX_SIDE, THUMB_MAX_SIDE))  # fast JPEG downscale
+            im = ImageOps.exif_transpose(opened)
+            im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.LANCZOS)
+    if im.mode in ("1", "L", "I", "I;16", "F"):
+        im, fmt, suffix = im.convert("L"), "PNG", ".png"
+    elif im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+        im, fmt, suffix = im.convert("RGBA"), "PNG", ".png"
+    else:
+        im, fmt, suffix = im.convert("RGB"), "JPEG", ".jpg"
+    buffer = io.BytesIO()
+    im.save(buffer, fmt, **({"quality": 85} if fmt == "JPEG" else {"optimize": True}))
+    return buffer.getvalue(), suffix, im.size
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _summary_html(rows: list[JobOutcome]) -> str:
+    summary = summarize(rows)
+    badges = " ".join(
+        f'<span class="badge" style="background:{STATUS_COLOURS[status]}">'
+        f"{_esc(status.value)}: {n}</span>"
+        for status, n in summary.counts.items()
+        if n
+    )
+    parts = [f'<p class="counts"><strong>{summary.total}</strong> input(s) {badges}</p>']
+    if summary.top_reasons:
+        reasons = ", ".join(f"<code>{_esc(r)}</code> × {n}" for r, n in summary.top_reasons)
+        parts.append(f'<p class="reasons">Top failure reasons: {reasons}</p>')
+    facts = []
+    if summary.latency_mean_s is not None:
+        facts.append(
+            f"latency mean {summary.latency_mean_s:.1f} s, "
+            f"p95 {summary.latency_p95_s or 0.0:.1f} s, max {summary.latency_max_s or 0.0:.1f} s"
+        )
+    if summary.images_per_min is not None:
+        facts.append(f"{summary.images_per_min:.2f} images/min")
+    if facts:
+        parts.append(f'<p class="facts">{_esc("; ".join(facts))}</p>')
+    return "\n".join(parts)
+
+
+def _row_html(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer) -> str:
+    status = JobStatus(outcome.status)
+    original = _cell(thumbs.thumb(outcome.image_path), "original", outcome.name, None)
+    if outcome.mask_path:
+        mask = _cell(thumbs.thumb(outcome.mask_path), "mask", outcome.name, None)
+    else:
+        mask = _placeholder("no mask")
+    if outcome.outputs:
+        results = "".join(
+            _cell(thumbs.thumb(p, output=True), "result", outcome.name, _link_inside(p, root))
+            for p in outcome.outputs
+        )
+    else:
+        results = _placeholder(f"no result ({status.value})")
+    details = [
+        f'<span class="badge" style="background:{STATUS_COLOURS[status]}">'
+        f"{_esc(status.value)}</span>"
+    ]
+    if outcome.reason:
+        details.append(f'<div class="reason"><code>{_esc(outcome.reason)}</code></div>')
+    if outcome.message:
+        details.append(f'<div class="message">{_esc(outcome.message)}</div>')
+    facts = []
+    if outcome.task_id:
+        facts.append(f"task <code>{_esc(outcome.task_id)}</code>")
+    if outcome.latency_s is not None:
+        facts.append(f"{outcome.latency_s:.1f} s")
+    if outcome.width and outcome.height:
+        facts.append(f"{outcome.width}×{outcome.height}")
+    if facts:
+        details.append(f'<div class="facts">{" · ".join(facts)}</div>')
+    return (
+        f'<tr id="row-{index}" class="row status-{_esc(status.value)}" '
+        f'data-name="{_esc(outcome.name)}" data-status="{_esc(status.value)}">'
+        f'<td class="name">{_esc(outcome.name)}</td>'
+        f'<td class="img">{original}</td><td class="img">{mask}</td>'
+        f'<td class="img">{results}</td>'
+        f'<td class="details">{"".join(details)}</td></tr>'
+    )
+
+
+def _cell(thumb: _Thumb | _Missing, role: str, name: str, link: str | None) -> str:
+    if isinstance(thumb, _Missing):
+        return _placeholder(thumb.error)
+    img = (
+        f'<img src="{_esc(thumb.src)}" width="{thumb.width}" height="{thumb.height}" '
+        f'alt="{_esc(f"{role} of {name}")}" loading="lazy">'
+    )
+    return f'<a href="{_esc(link)}">{img}</a>' if link else img
+
+
+def _placeholder(text: str) -> str:
+    return f'<div class="placeholder" role="img" aria-label="{_esc(text)}">{_esc(text)}</div>'
+
+
+def _link_inside(path_text: str, root: Path) -> str | None:
+    """A relative URL to a file inside the output folder; None for anything outside it."""
+    target = _locate(path_text, root).resolve()
+    try:
+        relative = target.relative_to(root.resolve())
+    except ValueError:
+        return None  # a link leaving the folder would break when the folder moves
+    return quote(relative.as_posix(), safe="/") if target.is_file() else None
+
+
+_EMPTY_ROW = '<tr><td colspan="5" class="empty">No inputs in this batch.</td></tr>'
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1f2328; }
+h1 { font-size: 1.4rem; margin: 0 0 .5rem; }
+header { margin-bottom: 1rem; }
+table { border-collapse: collapse; width: 100%; }
+th, td { border-bottom: 1px solid #d0d7de; padding: .5rem; vertical-align: top; text-align: left; }
+th { background: #f6f8fa; position: sticky; top: 0; }
+td.name { font-family: ui-monospace, monospace; word-break: break-all; max-width: 16rem; }
+td.img { min-width: 8rem; }
+td.img img { display: block; max-width: 256px; height: auto; margin-bottom: .25rem;
+  background: repeating-conic-gradient(#eee 0 25%, #fff 0 50%) 0 0 / 16px 16px; }
+.badge { display: inline-block; color: #fff; border-radius: 1em; padding: .1em .6em;
+  font-weight: 600; font-size: .85em; }
+.placeholder { width: 10rem; min-height: 6rem; border: 2px dashed #d0d7de; color: #57606a;
+  background: #f6f8fa; padding: .5rem; font-size: .8em; overflow-wrap: anywhere; }
+.message { margin-top: .25rem; white-space: pre-wrap; }
+.reason, .facts { margin-top: .25rem; color: #57606a; }
+tr.status-failed .placeholder, tr.status-invalid .placeholder { border-color: #cf222e; }
+"""
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+<header>
+<h1>{title}</h1>
+{summary}
+</header>
+<table>
+<thead><tr><th>Input</th><th>Original</th><th>Mask</th><th>Result</th><th>Status</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+</body>
+</html>
+"""
