@@ -86,7 +86,11 @@ class RateLimitedError(NovitaAPIError):
     reason = "RATE_LIMIT_EXCEEDED"
 
     def __init__(
-        self, message: str, *, status_code: int = 429, reason: str | None = None,
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        reason: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message, status_code=status_code, reason=reason or self.reason)
@@ -143,7 +147,9 @@ class DownloadError(NovitaError):
         return self._retryable
 
 
-def _rebuild(cls: type[InpaintFlowsError], message: str, state: dict[str, object]) -> InpaintFlowsError:
+def _rebuild(
+    cls: type[InpaintFlowsError], message: str, state: dict[str, object]
+) -> InpaintFlowsError:
     exc = cls.__new__(cls)
     Exception.__init__(exc, message)
     exc.__dict__.update(state)

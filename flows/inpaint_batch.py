@@ -1,0 +1,185 @@
+"""The batch flow: discover → per chunk (load+validate → submit → poll → download) → report.
+
+Only orchestration lives here: which tasks run, in what order, how many at once. Per-job work,
+retries, pacing and idempotence live in `inpaint_flows` and are wrapped by `tasks/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from inpaint_flows import progress
+from inpaint_flows.batch import (
+    BatchReport,
+    BatchSpec,
+    chunk_label,
+    chunk_size_for,
+    chunked,
+    failed_names,
+    load_spec,
+    save_spec,
+)
+from inpaint_flows.endpoint import resolve_endpoint
+from inpaint_flows.models import InpaintParams, Job, JobOutcome
+from inpaint_flows.pipeline import JobState, RunSettings
+from tasks.artifacts import publish, start_progress, update_progress
+from tasks.discover import discover
+from tasks.inpaint import download_results, poll_results, submit_inpainting
+from tasks.prepare import load_and_validate
+from tasks.report import write_report
+
+
+def _batch_run_name() -> str:
+    params = flow_run.parameters
+    name = params.get("batch_name") or Path(str(params.get("source", "batch"))).name
+    return f"inpaint {name}"
+
+
+def _batch_name(source: str, batch_name: str | None) -> str:
+    return batch_name or Path(source).resolve().name or "batch"
+
+
+@flow(name="inpaint-batch", flow_run_name=_batch_run_name, log_prints=False)
+async def inpaint_batch(
+    source: str,
+    out: str = "out",
+    defaults: InpaintParams = InpaintParams(),
+    mask: str | None = None,
+    base_url: str | None = None,
+    api_key_secret: str | None = None,
+    max_in_flight: int = 8,
+    images_per_minute: float | None = 10.0,
+    chunk_size: int | None = None,
+    state_dir: str | None = None,
+    poll_timeout_s: float = 900.0,
+    batch_name: str | None = None,
+    only: list[str] | None = None,
+    merge_report: bool = False,
+) -> State:
+    """Inpaint every image in `source` (folder or manifest) into `out`, with a report.
+
+    Args:
+        source: a folder (`images/` + `masks/`, or `name` + `name_mask` pairs) or a CSV/JSONL
+            manifest.
+        out: the output folder: results, `report.csv`, `report.parquet`, `index.html`.
+        defaults: the request fields for every job; manifest columns override them per row.
+        mask: one mask for every image (optional).
+        base_url: the API; empty means Novita with a key, or the bundled local server without.
+        api_key_secret: the NAME of a Prefect Secret block holding the key (else the
+            `NOVITA_API_KEY` environment variable is read when the run starts).
+        max_in_flight: jobs submitted and not yet downloaded, at most.
+        images_per_minute: client-side pacing to the account's limit (None: no pacing).
+        chunk_size: jobs per stage task (None: about 1 % of the batch, capped by max_in_flight).
+        state_dir: where the job ledger lives (default `<out>/.inpaint-state`); share it to rerun
+            on another machine.
+        poll_timeout_s: how long one job may wait for its remote task.
+        batch_name: shown in run names and artifact keys (default: the source folder's name).
+        only: job names to run (the rest are left out of this run); used by rerun-failed.
+        merge_report: merge this run's rows into the existing report instead of replacing it.
+
+    Returns Completed when every job succeeded (or was already done), Failed otherwise, after
+    the report is written, so the dashboard shows the failure and offers Retry.
+    """
+    logger = get_run_logger()
+    started = time.monotonic()
+    name = _batch_name(source, batch_name)
+    spec = BatchSpec(
+        source=source,
+        out=out,
+        defaults=defaults,
+        mask=mask,
+        base_url=base_url,
+        api_key_secret=api_key_secret,
+        images_per_minute=images_per_minute,
+        max_in_flight=max_in_flight,
+        state_dir=state_dir,
+    )
+    save_spec(spec)
+
+    jobs: list[Job] = await discover(source, defaults, mask)
+    if only is not None:
+        wanted = set(only)
+        jobs = [job for job in jobs if job.name in wanted]
+    size = chunk_size_for(len(jobs), max_in_flight, chunk_size)
+    chunks = chunked(jobs, size)
+    lanes = asyncio.Semaphore(max(1, max_in_flight // size))
+    progress_id = await start_progress(name)
+    done = 0
+
+    with resolve_endpoint(base_url, api_key_secret) as endpoint:
+        logger.info(
+            "Batch %s: %d jobs in %d chunks of ≤%d, API %s%s",
+            name,
+            len(jobs),
+            len(chunks),
+            size,
+            endpoint.base_url,
+            " (local server started for this run)" if endpoint.local else "",
+        )
+        settings = RunSettings(
+            base_url=endpoint.base_url,
+            out_dir=out,
+            state_dir=state_dir or str(Path(out) / ".inpaint-state"),
+            api_key_secret=api_key_secret,
+            images_per_minute=images_per_minute,
+            poll_timeout_s=poll_timeout_s,
+        )
+
+        async def run_chunk(index: int, chunk: list[Job]) -> list[JobState]:
+            nonlocal done
+            label = chunk_label(index, len(chunks), [job.name for job in chunk])
+            async with lanes:
+                states = await load_and_validate(chunk, label)
+                states = await submit_inpainting(states, settings, label)
+                states = await poll_results(states, settings, label)
+                states = await download_results(states, settings, label)
+            done += len(chunk)
+            progress.report(done, len(jobs))
+            await update_progress(progress_id, done, len(jobs))
+            return states
+
+        results = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
+
+    outcomes: list[JobOutcome] = [s.outcome for chunk in results for s in chunk if s.outcome]
+    report: BatchReport = await write_report(outcomes, out, f"Inpainting: {name}", merge_report)
+    await publish(report, name, time.monotonic() - started)
+
+    counts = ", ".join(f"{n} {status}" for status, n in report.summary.counts.items() if n)
+    message = f"{len(outcomes)} jobs this run ({counts or 'nothing to do'}); report: {report.csv}"
+    if report.failed:
+        return Failed(
+            message=f"{report.failed} of {len(report.outcomes)} failed: {message}", data=report
+        )
+    return Completed(message=message, data=report)
+
+
+@flow(name="rerun-failed", flow_run_name="rerun failed of {report}")
+async def rerun_failed(report: str, api_key_secret: str | None = None) -> State:
+    """Redo the failed and invalid rows of `report` (after inputs were fixed) and merge them.
+
+    The batch's settings come from the `batch.json` saved beside the report. Rows that had
+    succeeded are not touched; a failed row whose remote task is still alive is polled, not paid
+    for again (the ledger decides, as in every run).
+    """
+    spec = load_spec(report)
+    names = failed_names(report)
+    return await inpaint_batch(
+        source=spec.source,
+        out=spec.out,
+        defaults=spec.defaults,
+        mask=spec.mask,
+        base_url=spec.base_url,
+        api_key_secret=api_key_secret or spec.api_key_secret,
+        max_in_flight=spec.max_in_flight,
+        images_per_minute=spec.images_per_minute,
+        state_dir=spec.state_dir,
+        only=names,
+        merge_report=True,
+        return_state=True,
+    )

@@ -1,0 +1,91 @@
+"""The job ledger: what was paid for, per job key, durable across crashes and reruns.
+
+Why not only Prefect's task cache: a cache entry is written when a task *finishes*. A flow killed
+while polling has finished no task, yet it has created paid remote tasks. The ledger is written
+the moment a submit is answered, so any later run (a UI Retry of the same flow run, a new flow
+run, a rerun-failed run, on this or another machine that sees the same state directory) resumes
+by polling the recorded task id instead of paying again.
+
+One small JSON file per job key, written atomically, in `state_dir/<2 hex>/<job key>.json`.
+The state directory defaults to `<output dir>/.inpaint-state` and can point at shared storage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from inpaint_flows.storage import atomic_write_text
+
+LedgerState = Literal["submitting", "submitted", "succeeded", "needs-submit"]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class LedgerEntry(BaseModel):
+    """The durable record of one job.
+
+    `state`:
+    - submitting: a submit was sent and not answered (crash or unknown outcome); a paid task
+      may exist that we cannot find: the next run submits again and says so.
+    - submitted: `task_id` is live as far as we know; the next run polls it.
+    - needs-submit: the remote task FAILED, expired or is unknown; the next run submits anew.
+    - succeeded: `outputs` (relative to the output dir) are complete; nothing more to do.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    job_key: str
+    name: str
+    state: LedgerState
+    task_id: str | None = None
+    submits: int = 0  # submits that were sent (paid, or possibly paid), across all runs
+    attempts: int = 0
+    polls: int = 0
+    remote_failures: int = 0
+    submitted_at: str | None = None
+    finished_at: str | None = None
+    seed_used: str | None = None
+    outputs: tuple[str, ...] = ()
+    output_sizes: tuple[int, ...] = ()
+    reason: str | None = None
+    message: str | None = None
+
+
+class Ledger:
+    """Read and write ledger entries under one directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, job_key: str) -> Path:
+        return self.root / job_key[:2] / f"{job_key}.json"
+
+    def get(self, job_key: str) -> LedgerEntry | None:
+        path = self._path(job_key)
+        try:
+            return LedgerEntry.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def put(self, entry: LedgerEntry) -> LedgerEntry:
+        path = self._path(entry.job_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, entry.model_dump_json(indent=1))
+        return entry
+
+    def outputs_intact(self, entry: LedgerEntry, out_dir: str | Path) -> bool:
+        """Whether every output the entry lists is still on disk with its recorded size."""
+        if entry.state != "succeeded" or not entry.outputs:
+            return False
+        sizes = entry.output_sizes or (None,) * len(entry.outputs)
+        for rel, size in zip(entry.outputs, sizes, strict=True):
+            path = Path(out_dir) / rel
+            if not path.is_file() or (size is not None and path.stat().st_size != size):
+                return False
+        return True

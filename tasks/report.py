@@ -1,0 +1,24 @@
+"""Write the batch report and gallery (wrapper over `inpaint_flows.batch.finalize_report`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from inpaint_flows.batch import BatchReport, finalize_report
+from inpaint_flows.models import JobOutcome
+
+
+@task(
+    name="write-report",
+    task_run_name="write report to {out_dir}",
+    retries=2,
+    retry_delay_seconds=1,
+    cache_policy=NO_CACHE,
+)
+async def write_report(
+    outcomes: list[JobOutcome], out_dir: str, title: str, merge: bool = False
+) -> BatchReport:
+    return await asyncio.to_thread(finalize_report, outcomes, out_dir, title=title, merge=merge)
