@@ -70,6 +70,12 @@ def _run_flow(coro_factory: Any, total_hint: str) -> bool:
     return bool(state.is_completed())
 
 
+@app.callback()
+def _quiet_prefect() -> None:
+    """Runs before any command: this machine may be offline, so no telemetry attempts."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 @app.command()
 def run(
     source: Path = typer.Argument(
