@@ -214,9 +214,10 @@ class JobRunner:
                 state = state.model_copy(update={"task_id": entry.task_id})
             if until <= Stage.SUBMITTED:
                 return state
-            state, entry, retry = await self._poll(state, entry)
-            if retry:
-                continue
+            if not state.images:  # an earlier stage may already hold this task's result
+                state, entry, retry = await self._poll(state, entry)
+                if retry:
+                    continue
             if until <= Stage.POLLED:
                 return state
             state, entry, retry = await self._download(state, entry)
