@@ -1,37 +1,308 @@
-"""The Novita inpainting contract as code: enums, limits and error reasons.
+"""The Novita inpainting contract as code: enums, limits, error reasons and request models.
 
 Single source for these facts on both sides: the local server validates with them and the
 pipeline's client-side checks (mask validation, parameter models) import them.
 See ../shared/novita-contract.md for the prose.
+
+The request models mirror the contract table. Each field's `description` is the phrase used in
+error messages ("request.steps must be an integer from 1 to 100; got 500"), so the OpenAPI schema
+and the messages cannot drift apart. Types are strict (no "5" for 5, no true for 1) except that an
+integral float (5.0) is accepted for an integer, as JSON decoders in other languages do.
+
+Decisions where the contract is silent:
+
+- Explicit `null` equals absent for every optional field (the official SDK sends nulls).
+- proto3 zero values mean "unset" where zero is outside the documented range: `negative_prompt: ""`,
+  `sd_vae: ""` and `clip_skip: 0` are accepted (the SDK's own dataclass defaults send them).
+- `inpainting_full_res` and `inpainting_mask_invert` accept 0/1 and also true/false (the SDK's
+  dataclass declares them bool).
+- Unknown fields are ignored, as a tolerant API does. The legacy `inpainting_fill` is honoured when
+  it is an integer 0..3 and ignored otherwise: it is never a reason to reject a request.
 """
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+# fmt: off
 SAMPLERS: tuple[str, ...] = (
     "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM++ 2S a", "DPM++ 2M", "DPM++ SDE",
     "DPM fast", "DPM adaptive", "LMS Karras", "DPM2 Karras", "DPM2 a Karras",
     "DPM++ 2S a Karras", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "PLMS", "UniPC",
 )
+# fmt: on
 RESPONSE_IMAGE_TYPES: tuple[str, ...] = ("png", "webp", "jpeg")
+IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")  # Pillow's names for accepted inputs
 MAX_PIXELS = 16 * 1024 * 1024  # "16 megapixels"; Novita does not say 10^6 or 2^20: we take 2^20
 MAX_IMAGE_BYTES = 30 * 1024 * 1024  # "30 MB", applied to the decoded file bytes
+MAX_TEXT_CHARS = 1024
+MAX_LORAS = 5
+MAX_EMBEDDINGS = 5
+MAX_SEED = 2**63 - 1  # int64, like the proto field behind it
+TASK_TYPE = "INPAINTING"
+DEFAULT_IMAGE_URL_TTL = 3600
 
 # reason -> HTTP status (contract "Errors" table)
 ERROR_STATUS: dict[str, int] = {
-    "INVALID_REQUEST_BODY": 400, "IMAGE_FILE_EXCEEDS_MAX_SIZE": 400, "INVALID_IMAGE_FORMAT": 400,
-    "IMAGE_EXCEEDS_MAX_RESOLUTION": 400, "INVALID_IMAGE_SIZE": 400, "ILLEGAL_PROMPT": 400,
-    "ILLEGAL_IMAGE_CONTENT": 400, "BILLING_BALANCE_NOT_ENOUGH": 400, "MISSING_API_KEY": 400,
-    "INVALID_API_KEY": 403, "BILLING_AUTH_FAILED": 403, "FEATURE_NOT_ALLOWED": 403,
-    "API_NOT_ALLOWED": 403, "API_NOT_FOUND": 404, "TASK_NOT_FOUND": 404,
-    "RATE_LIMIT_EXCEEDED": 429, "BILLING_FAILED": 500, "CREATE_TASK_FAILED": 500,
-    "GET_RESULT_FAILED": 500, "TASK_FAILED": 500,
+    "INVALID_REQUEST_BODY": 400,
+    "IMAGE_FILE_EXCEEDS_MAX_SIZE": 400,
+    "INVALID_IMAGE_FORMAT": 400,
+    "IMAGE_EXCEEDS_MAX_RESOLUTION": 400,
+    "INVALID_IMAGE_SIZE": 400,
+    "ILLEGAL_PROMPT": 400,
+    "ILLEGAL_IMAGE_CONTENT": 400,
+    "BILLING_BALANCE_NOT_ENOUGH": 400,
+    "MISSING_API_KEY": 400,
+    "INVALID_API_KEY": 403,
+    "BILLING_AUTH_FAILED": 403,
+    "FEATURE_NOT_ALLOWED": 403,
+    "API_NOT_ALLOWED": 403,
+    "API_NOT_FOUND": 404,
+    "TASK_NOT_FOUND": 404,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "BILLING_FAILED": 500,
+    "CREATE_TASK_FAILED": 500,
+    "GET_RESULT_FAILED": 500,
+    "TASK_FAILED": 500,
+}
+
+# Reasons only the local server uses, for statuses the contract has no token for. Same body shape.
+LOCAL_ERROR_STATUS: dict[str, int] = {
+    "METHOD_NOT_ALLOWED": 405,
+    "SERVICE_UNAVAILABLE": 503,
 }
 
 TASK_STATUSES: tuple[str, ...] = (
-    "TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED",
+    "TASK_STATUS_QUEUED",
+    "TASK_STATUS_PROCESSING",
+    "TASK_STATUS_SUCCEED",
+    "TASK_STATUS_FAILED",
 )
+ERROR_BODY_KEYS = frozenset({"code", "reason", "message", "metadata"})
 
 
-def error_body(reason: str, message: str, metadata: dict[str, object] | None = None) -> dict[str, object]:
+def error_status(reason: str) -> int:
+    """The HTTP status that goes with `reason`."""
+    if reason in ERROR_STATUS:
+        return ERROR_STATUS[reason]
+    return LOCAL_ERROR_STATUS[reason]
+
+
+def error_body(
+    reason: str, message: str, metadata: dict[str, object] | None = None
+) -> dict[str, object]:
     """The contract's error body for `reason`."""
-    return {"code": ERROR_STATUS[reason], "reason": reason, "message": message, "metadata": metadata or {}}
+    return {
+        "code": error_status(reason),
+        "reason": reason,
+        "message": message,
+        "metadata": metadata or {},
+    }
+
+
+# ---------------------------------------------------------------- request models
+
+
+def _integral_float_to_int(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _bool_to_int(value: object) -> object:
+    if isinstance(value, bool):
+        return int(value)
+    return _integral_float_to_int(value)
+
+
+def _legacy_fill(value: object) -> object:
+    value = _integral_float_to_int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3:
+        return value
+    return None  # never a reason to reject: anything else is ignored
+
+
+Int = Annotated[int, BeforeValidator(_integral_float_to_int)]
+Flag01 = Annotated[int, BeforeValidator(_bool_to_int)]
+LegacyFill = Annotated[Any, BeforeValidator(_legacy_fill)]
+Sampler = Literal[SAMPLERS]  # type: ignore[valid-type]
+ResponseImageType = Literal["png", "webp", "jpeg"]
+TaskStatus = Literal[
+    "TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"
+]
+
+_SAMPLER_LIST = ", ".join(SAMPLERS)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class LoraSpec(_Model):
+    model_name: str = Field(min_length=1, description="a non-empty string (a LoRA name)")
+    strength: float | None = Field(default=None, ge=0, le=1, description="a number from 0 to 1")
+
+
+class EmbeddingSpec(_Model):
+    model_name: str = Field(min_length=1, description="a non-empty string (an embedding name)")
+
+
+class InpaintingRequest(_Model):
+    """`request`: the inpainting parameters (contract table)."""
+
+    model_name: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="a non-empty checkpoint name (sd_name), e.g. local-telea-inpainting",
+    )
+    image_base64: str = Field(min_length=1, description="a non-empty base64 PNG, JPEG or WEBP")
+    mask_image_base64: str = Field(min_length=1, description="a non-empty base64 PNG, JPEG or WEBP")
+    prompt: str = Field(
+        min_length=1, max_length=MAX_TEXT_CHARS, description="a string of 1 to 1024 characters"
+    )
+    image_num: Int = Field(ge=1, le=8, description="an integer from 1 to 8")
+    steps: Int = Field(ge=1, le=100, description="an integer from 1 to 100")
+    guidance_scale: float = Field(ge=1, le=30, description="a number from 1 to 30")
+    sampler_name: Sampler = Field(description=f"one of: {_SAMPLER_LIST}")
+    negative_prompt: str | None = Field(
+        default=None,
+        max_length=MAX_TEXT_CHARS,
+        description="a string of 1 to 1024 characters (or empty/null for none)",
+    )
+    seed: Int | None = Field(
+        default=None, ge=-1, le=MAX_SEED, description="an integer >= -1 (-1 = random)"
+    )
+    mask_blur: Int | None = Field(default=None, ge=0, le=64, description="an integer from 0 to 64")
+    sd_vae: str | None = Field(default=None, description="a string (a VAE name)")
+    loras: list[LoraSpec] | None = Field(
+        default=None,
+        max_length=MAX_LORAS,
+        description="a list of at most 5 {model_name, strength} objects",
+    )
+    embeddings: list[EmbeddingSpec] | None = Field(
+        default=None,
+        max_length=MAX_EMBEDDINGS,
+        description="a list of at most 5 {model_name} objects",
+    )
+    clip_skip: Int | None = Field(
+        default=None, ge=0, le=12, description="an integer from 1 to 12 (0 or null for default)"
+    )
+    strength: float | None = Field(default=None, ge=0, le=1, description="a number from 0 to 1")
+    inpainting_full_res: Flag01 | None = Field(
+        default=None, ge=0, le=1, description="0 (whole picture) or 1 (only masked area)"
+    )
+    inpainting_full_res_padding: Int | None = Field(
+        default=None, ge=0, le=256, description="an integer from 0 to 256"
+    )
+    inpainting_mask_invert: Flag01 | None = Field(
+        default=None, ge=0, le=1, description="0 (inpaint masked) or 1 (inpaint not masked)"
+    )
+    initial_noise_multiplier: float | None = Field(
+        default=None, ge=0, le=1.5, description="a number from 0 to 1.5"
+    )
+    inpainting_fill: LegacyFill = Field(
+        default=None,
+        description="legacy v2 field: 0 fill, 1 original, 2 latent noise, 3 latent nothing",
+    )
+
+
+class WebhookTestMode(_Model):
+    enabled: bool | None = Field(default=None, description="true or false")
+    return_task_status: TaskStatus | None = Field(
+        default=None, description="one of: " + ", ".join(TASK_STATUSES)
+    )
+
+
+class Webhook(_Model):
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="an http:// or https:// URL",
+    )
+    test_mode: WebhookTestMode | None = Field(
+        default=None, description="an object {enabled, return_task_status}"
+    )
+
+
+class AwsS3(_Model):
+    region: str | None = Field(default=None, description="a string")
+    bucket: str | None = Field(default=None, description="a string")
+    path: str | None = Field(default=None, description="a string")
+    save_to_path_directly: bool | None = Field(default=None, description="true or false")
+
+
+class CustomStorage(_Model):
+    aws_s3: AwsS3 | None = Field(
+        default=None, description="an object {region, bucket, path, save_to_path_directly}"
+    )
+
+
+class EnterprisePlan(_Model):
+    enabled: bool | None = Field(default=None, description="true or false")
+
+
+class InpaintingExtra(_Model):
+    """`extra`: delivery options beside the parameters."""
+
+    response_image_type: ResponseImageType | None = Field(
+        default=None, description="one of: png, webp, jpeg"
+    )
+    webhook: Webhook | None = Field(default=None, description="an object {url, test_mode}")
+    custom_storage: CustomStorage | None = Field(
+        default=None, description="an object {aws_s3: {...}}"
+    )
+    enterprise_plan: EnterprisePlan | None = Field(default=None, description="an object {enabled}")
+    enable_nsfw_detection: bool | None = Field(default=None, description="true or false")
+    nsfw_detection_level: Int | None = Field(default=None, ge=0, le=2, description="0, 1 or 2")
+
+
+class InpaintingBody(_Model):
+    """The whole `POST /v3/async/inpainting` body."""
+
+    extra: InpaintingExtra | None = Field(
+        default=None, description="an object with delivery options"
+    )
+    request: InpaintingRequest = Field(description="an object with the inpainting parameters")
+
+
+class TaskCreated(BaseModel):
+    task_id: str
+
+
+class ErrorBody(BaseModel):
+    code: int
+    reason: str
+    message: str
+    metadata: dict[str, Any]
+
+
+def _describe(model: type[BaseModel], prefix: str, into: dict[str, str]) -> None:
+    for name, info in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        into[path] = info.description or "a valid value"
+        for nested in _nested_models(info.annotation):
+            nested_prefix = f"{path}[]" if _is_list(info.annotation) else path
+            _describe(nested, nested_prefix, into)
+
+
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for arg in getattr(annotation, "__args__", ()):
+        found.extend(_nested_models(arg))
+    return found
+
+
+def _is_list(annotation: Any) -> bool:
+    if getattr(annotation, "__origin__", None) is list:
+        return True
+    return any(_is_list(arg) for arg in getattr(annotation, "__args__", ()))
+
+
+# "request.loras[].strength" -> "a number from 0 to 1": the phrase after "must be" in messages.
+FIELD_DESCRIPTIONS: dict[str, str] = {}
+_describe(InpaintingBody, "", FIELD_DESCRIPTIONS)
