@@ -205,6 +205,33 @@ def rerun_failed_cmd(
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+def serve(
+    source: Path | None = typer.Option(
+        None, help="Folder or manifest for the nightly batch [default: prefect.yaml's]."
+    ),
+    out: Path | None = typer.Option(None, help="Output folder [default: prefect.yaml's]."),
+    cron: str | None = typer.Option(None, help='Cron schedule, e.g. "0 2 * * *".'),
+    timezone: str | None = typer.Option(None, help="IANA timezone of the cron, e.g. UTC."),
+    api_key_secret: str | None = typer.Option(
+        None, help="Secret block name for the key ('' = NOVITA_API_KEY or the local server)."
+    ),
+) -> None:
+    """Serve deployments/prefect.yaml's deployments from this process (no work pool needed)."""
+    from inpaint_flows.deploy import ServeOptions
+    from inpaint_flows.deploy import serve as serve_deployments
+
+    serve_deployments(
+        ServeOptions(
+            source=str(source) if source else None,
+            out=str(out) if out else None,
+            cron=cron,
+            timezone=timezone,
+            api_key_secret=api_key_secret,
+        )
+    )
+
+
 def _mount_local_api() -> None:
     from novita_local.cli import local_api
 

@@ -1,0 +1,18 @@
+"""Serve the deployments of prefect.yaml from this process: schedules run, no work pool needed.
+
+    python deployments/serve.py                  # the YAML's folder, cron and timezone
+    inpaint-flows serve --source DIR --cron "30 1 * * *" --timezone UTC   # the same, with overrides
+
+Keep it running (a terminal, tmux, a systemd unit); Ctrl-C stops it and pauses its deployments
+(no scheduled run is created while nothing serves them).
+It talks to the Prefect server of the current profile (`PREFECT_API_URL`). Use either this or
+`prefect deploy` + a worker for a given server, not both: they register the same deployment
+names.
+"""
+
+from __future__ import annotations
+
+from inpaint_flows.deploy import ServeOptions, serve
+
+if __name__ == "__main__":
+    serve(ServeOptions())

@@ -1,0 +1,130 @@
+"""deployments/prefect.yaml cannot drift from the code: no server needed.
+
+Every entrypoint is imported for real (no placeholder flow) and its parameters validated against
+the flow's signature; schedules parse; secrets are named, never given; `inpaint-flows serve`
+builds the same deployments from the same file; the example automation is a valid automation.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.flows import Flow, load_flow_from_entrypoint
+
+from inpaint_flows.deploy import (
+    AUTOMATION_FILE,
+    PREFECT_FILE,
+    RERUN_FAILED,
+    ServeOptions,
+    apply_options,
+    load_automation,
+    load_specs,
+    runner_deployments,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+RAW = yaml.safe_load(PREFECT_FILE.read_text(encoding="utf-8"))
+DEPLOYMENTS: list[dict[str, Any]] = RAW["deployments"]
+KEY_LIKE = re.compile(r"^(sk[_-]|key[_-])|[A-Za-z0-9]{32,}")
+
+
+def by_name(name: str) -> dict[str, Any]:
+    return next(d for d in DEPLOYMENTS if d["name"] == name)
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_entrypoint_loads_and_accepts_its_parameters(deployment: dict[str, Any]) -> None:
+    path, func = deployment["entrypoint"].split(":")
+    assert (REPO / path).is_file(), f"{deployment['entrypoint']} points at no file"
+    flow: Flow[..., Any] = load_flow_from_entrypoint(
+        f"{REPO / path}:{func}", use_placeholder_flow=False
+    )
+
+    flow.validate_parameters(deployment.get("parameters") or {})
+
+
+def test_at_least_a_nightly_batch_and_a_rerun_failed_deployment() -> None:
+    assert by_name("nightly")["entrypoint"] == "flows/inpaint_batch.py:inpaint_batch"
+    assert by_name(RERUN_FAILED)["entrypoint"] == "flows/inpaint_batch.py:rerun_failed"
+
+
+def test_nightly_has_a_cron_schedule_in_a_named_timezone() -> None:
+    (schedule,) = by_name("nightly")["schedules"]
+    cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    assert cron.timezone == "Europe/Berlin"
+    assert schedule["slug"], "a slug lets a redeploy update the schedule instead of adding one"
+
+
+def test_every_deployment_runs_on_the_process_pool_with_the_inpaint_tag() -> None:
+    """The failure automation matches on the `inpaint` tag: a deployment without it is silent."""
+    for deployment in DEPLOYMENTS:
+        assert deployment["work_pool"]["name"] == "inpaint-pool", deployment["name"]
+        assert "inpaint" in deployment["tags"], deployment["name"]
+
+
+def test_workers_run_flows_from_the_repository_root_of_whoever_deployed() -> None:
+    (build,) = RAW["build"]
+    (pull,) = RAW["pull"]
+    step = build["prefect.deployments.steps.run_shell_script"]
+    assert step["script"] == "pwd"
+    directory = pull["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert directory == "{{ " + step["id"] + ".stdout }}"
+
+
+def test_secrets_are_named_never_given() -> None:
+    for deployment in DEPLOYMENTS:
+        for key, value in (deployment.get("parameters") or {}).items():
+            assert "key" not in key or key == "api_key_secret", f"{key} looks like a secret"
+            if isinstance(value, str):
+                assert not KEY_LIKE.search(value), f"{key}={value!r} looks like a key"
+    assert by_name("nightly")["parameters"]["api_key_secret"] == "novita-api-key"
+
+
+def test_serve_builds_the_same_deployments_with_overrides(tmp_path: Path) -> None:
+    specs = apply_options(
+        load_specs(),
+        ServeOptions(source="photos", out="night-out", cron="30 1 * * *", timezone="UTC"),
+        cwd=tmp_path,
+    )
+    deployments = {d.name: d for d in runner_deployments(specs)}
+
+    assert sorted(deployments) == sorted(d["name"] for d in DEPLOYMENTS)
+    nightly = deployments["nightly"]
+    assert nightly.parameters["source"] == str(tmp_path / "photos")
+    assert nightly.parameters["out"] == str(tmp_path / "night-out")
+    assert nightly.parameters["api_key_secret"] == "novita-api-key"
+    assert nightly.work_pool_name is None  # served from the process, not a pool
+    (schedule,) = nightly.schedules or []
+    assert isinstance(schedule.schedule, CronSchedule)
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 1 * * *", "UTC")
+    assert nightly.concurrency_limit == 1
+    rerun = deployments[RERUN_FAILED]
+    assert rerun.parameters["report"] == str(tmp_path / "night-out" / "report.csv")
+    for spec in specs:  # module entrypoints: a served run works from any directory
+        path, func = spec.entrypoint.split(":")
+        flow: Flow[..., Any] = load_flow_from_entrypoint(f"{REPO / path}:{func}")
+        flow.validate_parameters(spec.parameters)
+        assert deployments[spec.name].entrypoint == spec.module_path
+
+
+def test_serve_keeps_the_yaml_paths_relative_to_the_repository() -> None:
+    (nightly, _) = apply_options(load_specs(), ServeOptions(api_key_secret=""))
+    assert nightly.parameters["source"] == str(REPO / "examples")
+    assert nightly.parameters["api_key_secret"] is None  # '' = env key or the local server
+
+
+def test_failure_automation_is_a_valid_automation_on_failed_inpaint_runs() -> None:
+    block_id = str(uuid.uuid4())
+    automation = load_automation(block_id, AUTOMATION_FILE)
+
+    trigger = automation.trigger.model_dump()
+    assert set(trigger["expect"]) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert "prefect.tag.inpaint" in str(trigger["match_related"])
+    (action,) = automation.actions
+    assert str(getattr(action, "block_document_id", "")) == block_id
