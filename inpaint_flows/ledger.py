@@ -12,13 +12,15 @@ The state directory defaults to `<output dir>/.inpaint-state` and can point at s
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from inpaint_flows.storage import atomic_write_text
+from inpaint_flows.storage import atomic_write_text, is_temp_file_of
 
 LedgerState = Literal["submitting", "submitted", "succeeded", "needs-submit"]
 
@@ -34,7 +36,8 @@ class LedgerEntry(BaseModel):
     - submitting: a submit was sent and not answered (crash or unknown outcome); a paid task
       may exist that we cannot find: the next run submits again and says so.
     - submitted: `task_id` is live as far as we know; the next run polls it.
-    - needs-submit: the remote task FAILED, expired or is unknown; the next run submits anew.
+    - needs-submit: the remote task FAILED, expired, is unknown or its stored result is damaged;
+      the next run submits anew.
     - succeeded: `outputs` (relative to the output dir) are complete; nothing more to do.
     """
 
@@ -53,6 +56,7 @@ class LedgerEntry(BaseModel):
     seed_used: str | None = None
     outputs: tuple[str, ...] = ()
     output_sizes: tuple[int, ...] = ()
+    output_stem: str | None = None  # the stem `outputs` were named from (None: older entries)
     reason: str | None = None
     message: str | None = None
 
@@ -62,6 +66,7 @@ class Ledger:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._swept: set[str] = set()  # job keys whose stale temporary files are gone
 
     def _path(self, job_key: str) -> Path:
         return self.root / job_key[:2] / f"{job_key}.json"
@@ -76,15 +81,35 @@ class Ledger:
     def put(self, entry: LedgerEntry) -> LedgerEntry:
         path = self._path(entry.job_key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if entry.job_key not in self._swept:
+            self._remove_stale_temps(path)
+            self._swept.add(entry.job_key)
         atomic_write_text(path, entry.model_dump_json(indent=1))
         return entry
 
-    def outputs_intact(self, entry: LedgerEntry, out_dir: str | Path) -> bool:
-        """Whether every output the entry lists is still on disk with its recorded size."""
-        if entry.state != "succeeded" or not entry.outputs:
+    @staticmethod
+    def _remove_stale_temps(path: Path) -> None:
+        """Delete the temporary file a run killed while writing this entry left beside it."""
+        stale: list[str] = []
+        with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+            stale = [e.path for e in entries if is_temp_file_of(e.name, path.name)]
+        for name in stale:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+    def outputs_intact(
+        self, entry: LedgerEntry, out_dir: str | Path, outputs: tuple[str, ...] | None = None
+    ) -> bool:
+        """Whether every output the entry lists is still on disk with its recorded size.
+
+        `outputs` checks other paths against the entry's sizes: copies of its outputs made for
+        another input with the same content.
+        """
+        paths = entry.outputs if outputs is None else outputs
+        if entry.state != "succeeded" or not paths or len(paths) != len(entry.outputs):
             return False
-        sizes = entry.output_sizes or (None,) * len(entry.outputs)
-        for rel, size in zip(entry.outputs, sizes, strict=True):
+        sizes = entry.output_sizes or (None,) * len(paths)
+        for rel, size in zip(paths, sizes, strict=True):
             path = Path(out_dir) / rel
             if not path.is_file() or (size is not None and path.stat().st_size != size):
                 return False

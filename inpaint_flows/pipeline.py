@@ -6,8 +6,11 @@ submit → poll → download, and the ledger records each paid step as it happen
 
 - succeeded before, outputs intact  → nothing is sent (skipped-already-done);
 - a live task id in the ledger      → poll it, never submit again;
-- remote FAILED / unknown / expired → one new submit (at most `max_resubmits` per run);
-- submit outcome unknown            → the job fails now; the next run submits again, knowingly.
+- remote FAILED / unknown / expired / result stays corrupt → one new submit (at most
+  `max_resubmits` per run; a later run submits again);
+- submit outcome unknown            → the job fails now; the next run submits again, knowingly;
+- another input with the same content (same job key) → one at a time: the second finds the
+  first's result in the ledger and gets a copy under its own name (paid once).
 
 All functions here are plain async code, tested without Prefect; `tasks/` wraps them.
 """
@@ -15,7 +18,10 @@ All functions here are plain async code, tested without Prefect; `tasks/` wraps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from enum import IntEnum
@@ -39,7 +45,7 @@ from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
 from inpaint_flows.models import Job, JobOutcome, JobStatus, PreparedJob, ResultImage
 from inpaint_flows.pacing import shared_limiter
 from inpaint_flows.secrets import resolve_api_key
-from inpaint_flows.storage import atomic_write_bytes, safe_join
+from inpaint_flows.storage import atomic_write_bytes, is_temp_file_of, safe_join
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
@@ -137,6 +143,7 @@ class JobRunner:
         self.ledger = ledger
         self.settings = settings
         self.out_dir = Path(settings.out_dir)
+        self._temps: dict[Path, set[str]] = {}  # per folder: temporary files at first use
 
     # -- helpers -------------------------------------------------------------------------
     def _finish(
@@ -183,28 +190,26 @@ class JobRunner:
         """Move one job as far as `until`, or to a final state; never raises NovitaError."""
         if state.final or state.prepared is None:
             return state
-        entry = self._entry(state)
-        try:
-            return await self._advance(state, entry, until)
-        except (NovitaError, InputError) as exc:
-            return self._fail(state, self._entry(state), exc)
-        except Exception as exc:  # one job's surprise must not stop its chunk
-            error = NovitaError(
-                f"{state.job.name}: unexpected {type(exc).__name__}: {exc}. The ledger keeps "
-                "what was paid for; rerun the batch to continue this job.",
-                reason="UNEXPECTED_ERROR",
-            )
-            return self._fail(state, self._entry(state), error)
+        # Inputs with the same content share one ledger entry (one paid task): one at a time.
+        async with _content_lock(self.settings.state_dir, state.prepared.job_key):
+            entry = self._entry(state)
+            try:
+                return await self._advance(state, entry, until)
+            except (NovitaError, InputError) as exc:
+                return self._fail(state, self._entry(state), exc)
+            except Exception as exc:  # one job's surprise must not stop its chunk
+                error = NovitaError(
+                    f"{state.job.name}: unexpected {type(exc).__name__}: {exc}. The ledger "
+                    "keeps what was paid for; rerun the batch to continue this job.",
+                    reason="UNEXPECTED_ERROR",
+                )
+                return self._fail(state, self._entry(state), error)
 
     async def _advance(self, state: JobState, entry: LedgerEntry, until: Stage) -> JobState:
         if entry.state == "succeeded":
-            if self.ledger.outputs_intact(entry, self.out_dir):
-                status = (
-                    JobStatus.SUCCEEDED
-                    if state.task_id is not None
-                    else JobStatus.SKIPPED_ALREADY_DONE
-                )
-                return self._finish(state, entry, status, reason=None, message=None)
+            done = self._reuse(state, entry)
+            if done is not None:
+                return done
             # Outputs were removed or damaged since: fetch them again from the same task.
             entry = self.ledger.put(entry.model_copy(update={"state": "submitted"}))
         while True:
@@ -225,12 +230,51 @@ class JobRunner:
                 continue
             return self._finish(state, entry, JobStatus.SUCCEEDED, reason=None, message=None)
 
+    def _reuse(self, state: JobState, entry: LedgerEntry) -> JobState | None:
+        """Finish a job from a succeeded entry without the network, or None if it cannot.
+
+        The entry's outputs may belong to another input with the same content (same image,
+        mask and parameters, another name): this job then gets copies under its own names, so
+        each report row lists its own files while the task is paid for once.
+        """
+        own = outputs_for(entry, state.job.output_stem)
+        shared = own != entry.outputs
+        copied = False
+        if not self.ledger.outputs_intact(entry, self.out_dir, own):
+            if not (shared and self.ledger.outputs_intact(entry, self.out_dir)):
+                return None
+            for source, rel in zip(entry.outputs, own, strict=True):
+                path = safe_join(self.out_dir, rel)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._remove_stale_temps(path)
+                atomic_write_bytes(path, (self.out_dir / source).read_bytes())
+            copied = True
+        fields: dict[str, object] = {"outputs": own, "reason": None, "message": None}
+        if shared:
+            fields.update(
+                submits=0,
+                attempts=0,
+                polls=0,
+                message=(
+                    f"Same image, mask and parameters as {entry.name}: the result of its task "
+                    f"{entry.task_id} serves this input too (copied, not paid for again)."
+                ),
+            )
+        done = state.task_id is not None or copied
+        status = JobStatus.SUCCEEDED if done else JobStatus.SKIPPED_ALREADY_DONE
+        return self._finish(state, entry, status, **fields)
+
     async def _submit(self, state: JobState, entry: LedgerEntry) -> tuple[JobState, LedgerEntry]:
         assert state.prepared is not None
         image_b64, mask_b64 = encode_payload(state.job)
         entry = self.ledger.put(
             entry.model_copy(
-                update={"state": "submitting", "submits": entry.submits + 1, "task_id": None}
+                update={
+                    "state": "submitting",
+                    "submits": entry.submits + 1,
+                    "task_id": None,
+                    "name": state.job.name,
+                }
             )
         )
         try:
@@ -342,6 +386,10 @@ class JobRunner:
             try:
                 data, fmt = await self._fetch_valid(state, image)
             except DownloadError as exc:
+                if exc.reason == "CORRUPT_RESULT_IMAGE":
+                    # The task's stored result is damaged: fetching it again cannot help, so
+                    # the task counts as failed remotely (one more submit, as for FAILED).
+                    return self._needs_resubmit(state, entry, exc)
                 if exc.reason != "RESULT_URL_EXPIRED":
                     raise
                 if not refreshed:
@@ -356,6 +404,7 @@ class JobRunner:
             rel = f"{state.job.output_stem}{suffix}.{EXTENSIONS[fmt]}"
             path = safe_join(self.out_dir, rel)
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temps(path)
             atomic_write_bytes(path, data)
             outputs.append(rel)
             sizes.append(len(data))
@@ -366,6 +415,7 @@ class JobRunner:
                     "state": "succeeded",
                     "finished_at": utc_now(),
                     "outputs": tuple(outputs),
+                    "output_stem": state.job.output_stem,
                     "output_sizes": tuple(sizes),
                     "reason": None,
                     "message": None,
@@ -373,6 +423,27 @@ class JobRunner:
             )
         )
         return state, entry, False
+
+    def _remove_stale_temps(self, path: Path) -> None:
+        """Delete what a killed earlier write of `path` left: its hidden temporary file.
+
+        An atomic write that is killed leaves `.NAME.XXXXXXXX.tmp` beside the target (never a
+        partial target). Only this job writes `path`, so a temporary file of that name is stale.
+        Each folder is listed once per runner, so a folder of many outputs costs one listing.
+        """
+        folder = path.parent
+        temps = self._temps.get(folder)
+        if temps is None:
+            try:
+                with os.scandir(folder) as entries:
+                    temps = {e.name for e in entries if e.name.endswith(".tmp")}
+            except OSError:
+                temps = set()
+            self._temps[folder] = temps
+        for name in [n for n in temps if is_temp_file_of(n, path.name)]:
+            temps.discard(name)
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
 
     async def _fetch_valid(self, state: JobState, image: ResultImage) -> tuple[bytes, str]:
         last: Exception | None = None
@@ -386,11 +457,39 @@ class JobRunner:
                 await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
         raise DownloadError(
             f"{state.job.name}: the result image of task {state.task_id} is not a complete "
-            f"image after {self.settings.download_attempts} downloads ({last}). Rerun the batch "
-            "to fetch it again (no new submit).",
+            f"image after {self.settings.download_attempts} downloads ({last}). The task's "
+            "stored result is damaged and cannot be fetched whole; rerunning the batch submits "
+            "the job again (a new paid task).",
             reason="CORRUPT_RESULT_IMAGE",
             retryable=False,
         )
+
+
+def outputs_for(entry: LedgerEntry, output_stem: str) -> tuple[str, ...]:
+    """The entry's output paths as the job with `output_stem` names them."""
+    stem = entry.output_stem
+    if stem is None:  # an entry written before stems were recorded: outputs as written
+        return entry.outputs
+    if stem == output_stem:
+        return entry.outputs
+    return tuple(
+        output_stem + rel[len(stem) :] if rel.startswith(stem) else rel for rel in entry.outputs
+    )
+
+
+_content_locks: weakref.WeakValueDictionary[tuple[int, str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _content_lock(state_dir: str, job_key: str) -> asyncio.Lock:
+    """The lock of one job key in one state directory, on the running event loop."""
+    key = (id(asyncio.get_running_loop()), os.path.abspath(state_dir), job_key)
+    lock = _content_locks.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        _content_locks[key] = lock
+    return lock
 
 
 def _poll_wait(eta: float | None, settings: RunSettings) -> float:

@@ -54,6 +54,19 @@ def atomic_writer(path: StrPath) -> Iterator[BinaryIO]:
     _fsync_dir(target.parent)
 
 
+def is_temp_file_of(name: str, target_name: str) -> bool:
+    """Whether the file `name` is a temporary file `atomic_writer` made for `target_name`.
+
+    A write killed before its rename (SIGKILL, power cut) leaves that hidden file beside the
+    target, never a partial target; whoever writes the target next may delete it.
+    """
+    prefix = f".{target_name[:_TMP_PREFIX_MAX]}."
+    if not (name.startswith(prefix) and name.endswith(".tmp")):
+        return False
+    middle = name[len(prefix) : -len(".tmp")]
+    return len(middle) == 8 and all(c.isascii() and (c.isalnum() or c == "_") for c in middle)
+
+
 def atomic_write_bytes(path: StrPath, data: bytes) -> Path:
     """Write `data` to `path` atomically (all or nothing) and return the path."""
     with atomic_writer(path) as fh:
