@@ -36,7 +36,9 @@ class ApiError(Exception):
         return error_status(self.reason)
 
     def body(self) -> dict[str, object]:
-        return error_body(self.reason, self.message, self.metadata)
+        # A message may quote client text holding lone surrogates, which UTF-8 cannot carry.
+        message = self.message.encode("utf-8", "replace").decode("utf-8")
+        return error_body(self.reason, message, self.metadata)
 
 
 class BodyTooLarge(ApiError):

@@ -53,18 +53,23 @@ def content_hash(body: Any) -> str:
     digest = hashlib.sha256()
     request = body.get("request") if isinstance(body, dict) else None
     if not isinstance(request, dict):
-        digest.update(_canonical(body).encode())
+        digest.update(_utf8(_canonical(body)))
         return digest.hexdigest()
     image = request.get("image_base64")
     mask = request.get("mask_image_base64")
-    digest.update(str(image if image is not None else "").encode())
+    digest.update(_utf8(str(image if image is not None else "")))
     digest.update(b"\n")
-    digest.update(str(mask if mask is not None else "").encode())
+    digest.update(_utf8(str(mask if mask is not None else "")))
     digest.update(b"\n")
     params = {k: v for k, v in request.items() if k not in ("image_base64", "mask_image_base64")}
     extra = body.get("extra")
-    digest.update(_canonical({"request": params, "extra": extra}).encode())
+    digest.update(_utf8(_canonical({"request": params, "extra": extra})))
     return digest.hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    """JSON may carry lone surrogates (\\ud800); hash them rather than crash on them."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _drop_nulls(value: Any) -> Any:
