@@ -13,13 +13,16 @@ The state directory defaults to `<output dir>/.inpaint-state` and can point at s
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from inpaint_flows.errors import ConfigError
 from inpaint_flows.storage import atomic_write_text, is_temp_file_of
 
 LedgerState = Literal["submitting", "submitted", "succeeded", "needs-submit"]
@@ -114,3 +117,37 @@ class Ledger:
             if not path.is_file() or (size is not None and path.stat().st_size != size):
                 return False
         return True
+
+
+@contextlib.contextmanager
+def exclusive_use(root: str | Path) -> Iterator[None]:
+    """Hold the state directory for one run at a time, across processes.
+
+    Two runs on one ledger could both read a job as "not yet submitted" and both pay for it.
+    An OS file lock (released by the kernel even when the holder is SIGKILLed) lets the second
+    run stop at once with a clear message instead.
+    """
+    folder = Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"The job state in {folder} is in use by {holder}. Two runs on one output "
+                "folder could pay twice for the same image: wait for that run to finish, or "
+                "use another --out / --state-dir.",
+                reason="STATE_IN_USE",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {utc_now()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
