@@ -272,7 +272,8 @@ header { margin-bottom: 1rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border-bottom: 1px solid #d0d7de; padding: .5rem; vertical-align: top; text-align: left; }
 th { background: #f6f8fa; position: sticky; top: 0; }
-td.name { font-family: ui-monospace, monospace; overflow-wrap: anywhere; min-width: 9rem; max-width: 16rem; }
+td.name { font-family: ui-monospace, monospace; overflow-wrap: anywhere;
+  min-width: 9rem; max-width: 16rem; }
 td.img { min-width: 8rem; }
 td.img img { display: block; max-width: 256px; height: auto; margin-bottom: .25rem;
   background: repeating-conic-gradient(#eee 0 25%, #fff 0 50%) 0 0 / 16px 16px; }
