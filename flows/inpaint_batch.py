@@ -1,4 +1,5 @@
-"""The batch flow: discover → per chunk (load+validate → submit → poll → download) → report.
+"""The batch flow: discover → per chunk (load+validate → inpaint: submit/poll/download per job,
+at most `max_in_flight` jobs in flight across chunks) → report.
 
 Only orchestration lives here: which tasks run, in what order, how many at once. Per-job work,
 retries, pacing and idempotence live in `inpaint_flows` and are wrapped by `tasks/`.
@@ -21,16 +22,19 @@ from inpaint_flows.batch import (
     chunk_label,
     chunk_size_for,
     chunked,
+    chunks_open_for,
     failed_names,
+    in_flight_gate,
     load_spec,
     save_spec,
 )
 from inpaint_flows.endpoint import resolve_endpoint
+from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.models import InpaintParams, Job, JobOutcome
-from inpaint_flows.pipeline import JobState, RunSettings
+from inpaint_flows.pipeline import RunSettings
 from tasks.artifacts import publish, start_progress, update_progress
 from tasks.discover import discover
-from tasks.inpaint import download_results, poll_results, submit_inpainting
+from tasks.inpaint import inpaint_jobs
 from tasks.prepare import load_and_validate
 from tasks.report import write_report
 
@@ -58,6 +62,7 @@ async def inpaint_batch(
     chunk_size: int | None = None,
     state_dir: str | None = None,
     poll_timeout_s: float = 900.0,
+    request_timeout_s: float = 60.0,
     batch_name: str | None = None,
     only: list[str] | None = None,
     merge_report: bool = False,
@@ -73,12 +78,14 @@ async def inpaint_batch(
         base_url: the API; empty means Novita with a key, or the bundled local server without.
         api_key_secret: the NAME of a Prefect Secret block holding the key (else the
             `NOVITA_API_KEY` environment variable is read when the run starts).
-        max_in_flight: jobs submitted and not yet downloaded, at most.
+        max_in_flight: jobs submitted and not yet downloaded, at most (across all chunks).
         images_per_minute: client-side pacing to the account's limit (None: no pacing).
-        chunk_size: jobs per stage task (None: about 1 % of the batch, capped by max_in_flight).
+        chunk_size: jobs per task run, for the dashboard only (None: about 1 % of the batch,
+            one task per file up to 100 files); concurrency is `max_in_flight`.
         state_dir: where the job ledger lives (default `<out>/.inpaint-state`); share it to rerun
             on another machine.
         poll_timeout_s: how long one job may wait for its remote task.
+        request_timeout_s: seconds one HTTP request may take (connect, send, each read).
         batch_name: shown in run names and artifact keys (default: the source folder's name).
         only: job names to run (the rest are left out of this run); used by rerun-failed.
         merge_report: merge this run's rows into the existing report instead of replacing it.
@@ -88,6 +95,7 @@ async def inpaint_batch(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    release_large_buffers()  # image-sized buffers go back to the OS: memory stays flat
     name = _batch_name(source, batch_name)
     spec = BatchSpec(
         source=source,
@@ -106,13 +114,16 @@ async def inpaint_batch(
     if only is not None:
         wanted = set(only)
         jobs = [job for job in jobs if job.name in wanted]
-    size = chunk_size_for(len(jobs), max_in_flight, chunk_size)
+    size = chunk_size_for(len(jobs), chunk_size)
     chunks = chunked(jobs, size)
-    lanes = asyncio.Semaphore(max(1, max_in_flight // size))
+    lanes = asyncio.Semaphore(chunks_open_for(max_in_flight, size))
     progress_id = await start_progress(name)
     done = 0
 
-    with resolve_endpoint(base_url, api_key_secret) as endpoint:
+    with (
+        resolve_endpoint(base_url, api_key_secret) as endpoint,
+        in_flight_gate(max_in_flight) as gate,
+    ):
         logger.info(
             "Batch %s: %d jobs in %d chunks of ≤%d, API %s%s",
             name,
@@ -129,24 +140,23 @@ async def inpaint_batch(
             api_key_secret=api_key_secret,
             images_per_minute=images_per_minute,
             poll_timeout_s=poll_timeout_s,
+            request_timeout_s=request_timeout_s,
         )
 
-        async def run_chunk(index: int, chunk: list[Job]) -> list[JobState]:
+        async def run_chunk(index: int, chunk: list[Job]) -> list[JobOutcome]:
             nonlocal done
             label = chunk_label(index, len(chunks), [job.name for job in chunk])
             async with lanes:
                 states = await load_and_validate(chunk, label)
-                states = await submit_inpainting(states, settings, label)
-                states = await poll_results(states, settings, label)
-                states = await download_results(states, settings, label)
+                states = await inpaint_jobs(states, settings, label, gate)
             done += len(chunk)
             progress.report(done, len(jobs))
             await update_progress(progress_id, done, len(jobs))
-            return states
+            return [s.outcome for s in states if s.outcome]  # only report rows stay in memory
 
         results = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
 
-    outcomes: list[JobOutcome] = [s.outcome for chunk in results for s in chunk if s.outcome]
+    outcomes: list[JobOutcome] = [outcome for chunk in results for outcome in chunk]
     report: BatchReport = await write_report(outcomes, out, f"Inpainting: {name}", merge_report)
     await publish(report, name, time.monotonic() - started)
 

@@ -1,16 +1,36 @@
-"""Batch-level plain functions: chunking, labels, the saved batch spec, the final report."""
+"""Batch-level plain functions: chunking, the in-flight gate, the saved batch spec, the report.
+
+How a batch keeps the API busy with little orchestration cost (measured in
+`tests/benchmarks/bench_pipeline.py`):
+
+- Jobs are grouped in chunks only for the dashboard: two task runs per chunk (load+validate,
+  then inpaint), about 100 chunks for any large batch, so Prefect records a few hundred task runs
+  however many images there are (it records ~80 task runs/s on SQLite).
+- Inside a chunk every job runs submit → poll → download on its own, holding one slot of the
+  run's in-flight gate from its submit until its result is written. Slots are shared by all
+  chunks and freed job by job, so a slow job never holds back the others of its chunk, and the
+  pacer (not a stage barrier) decides when the next submit goes out.
+- A few more chunks than the gate can serve are open at once, so a freed slot always finds a
+  loaded job waiting.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from inpaint_flows.gallery import write_gallery
+from inpaint_flows.ledger import Ledger
 from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
+from inpaint_flows.pipeline import JobRunner, JobState, RunSettings, Stage, open_client
 from inpaint_flows.report import (
     ReportSummary,
     merge_outcomes,
@@ -62,15 +82,24 @@ class BatchReport(BaseModel):
         return sum(1 for o in self.outcomes if o.status in FAILED_STATUSES)
 
 
-def chunk_size_for(total: int, max_in_flight: int, requested: int | None = None) -> int:
-    """Jobs per stage task: few task runs for big batches, one file per task for small ones.
+TARGET_CHUNKS = 100
 
-    Prefect records ~80 task runs/s on SQLite; at ~1 % of the batch per chunk a 10,000-job
-    batch makes ~400 task runs instead of 40,000, and a 4-image batch keeps per-file tasks.
+
+def chunk_size_for(total: int, requested: int | None = None) -> int:
+    """Jobs per chunk: ~1 % of the batch, so any batch makes at most ~200 chunk task runs.
+
+    A 10,000-job batch makes 100 chunks of 100 (not 10,000 per-job task runs, which would take
+    Prefect minutes to record and stall the dashboard); a batch of up to 100 keeps one task per
+    file. Chunk size does not limit concurrency: the in-flight gate does.
     """
     if requested:
         return max(1, requested)
-    return max(1, min(max_in_flight, math.ceil(total / 100)))
+    return max(1, math.ceil(total / TARGET_CHUNKS))
+
+
+def chunks_open_for(max_in_flight: int, size: int) -> int:
+    """How many chunks run at once: enough that jobs wait for every slot the gate frees."""
+    return 2 * math.ceil(max(1, max_in_flight) / max(1, size)) + 1
 
 
 def chunked(items: Sequence[T], size: int) -> list[list[T]]:
@@ -81,6 +110,74 @@ def chunk_label(index: int, count: int, names: Sequence[str]) -> str:
     if len(names) == 1:
         return names[0]
     return f"chunk {index + 1}/{count} ({names[0]} … {names[-1]})"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A run's limits on jobs at once: in flight (submit to written result) and submitting.
+
+    `submitting` is smaller: a submit holds its image as base64 (plus the JSON body built from
+    it) until the API answers, or while it waits for the pacer, so fewer at once keeps memory
+    low with large images; polls and downloads hold no payload while they wait.
+    """
+
+    in_flight: asyncio.Semaphore
+    submitting: asyncio.Semaphore
+
+
+_gates: dict[str, Gate] = {}
+
+
+def submit_slots_for(max_in_flight: int) -> int:
+    return max(2, math.ceil(max(1, max_in_flight) / 4))
+
+
+@contextmanager
+def in_flight_gate(limit: int) -> Iterator[str]:
+    """The run's `Gate` for `limit` jobs in flight; yields the key tasks pass to `run_jobs`.
+
+    Tasks get the key (a plain string), not semaphores, so task inputs stay plain values.
+    The gate lives in this process: chunk tasks run on the flow's event loop.
+    """
+    key = uuid.uuid4().hex
+    _gates[key] = Gate(
+        in_flight=asyncio.Semaphore(max(1, limit)),
+        submitting=asyncio.Semaphore(submit_slots_for(limit)),
+    )
+    try:
+        yield key
+    finally:
+        _gates.pop(key, None)
+
+
+async def run_jobs(
+    states: Sequence[JobState], settings: RunSettings, gate_key: str | None = None
+) -> list[JobState]:
+    """Submit, poll and download every job of a chunk, each on its own; order is preserved.
+
+    Each job holds an in-flight slot of the gate named `gate_key` from its submit (pacing wait
+    included) until its result is written, and a submitting slot while its submit is out.
+    Without a gate (a key this process does not know) the chunk's jobs all run at once.
+    """
+    if all(s.final for s in states):
+        return list(states)
+    gate = _gates.get(gate_key) if gate_key else None
+    ledger = Ledger(settings.state_dir)
+    async with open_client(settings) as client:
+        runner = JobRunner(client, ledger, settings)
+
+        async def one(state: JobState) -> JobState:
+            if state.final:
+                return state
+            if gate is None:
+                return await runner.advance(state, Stage.DONE)
+            async with gate.in_flight:
+                async with gate.submitting:
+                    state = await runner.advance(state, Stage.SUBMITTED)
+                # The ledger now holds the task id: this call polls and downloads it.
+                return await runner.advance(state, Stage.DONE)
+
+        return list(await asyncio.gather(*(one(s) for s in states)))
 
 
 def save_spec(spec: BatchSpec) -> Path:

@@ -1,0 +1,179 @@
+"""What the benchmark runs in a child process: the real flow, or the minimal reference loop.
+
+    python -m tests.benchmarks.bench_child '{"mode": "flow", ...}'
+
+A child process so that its peak RSS is its own (`ru_maxrss` of RUSAGE_SELF, read at exit) and
+so that the flow meets the same Prefect API a user's run would (`PREFECT_API_URL` comes from the
+environment the parent sets). The last line on stdout is one JSON object with the figures.
+
+The reference loop is what the issue asks the flow to be measured against: plain asyncio + httpx,
+one client, `concurrency` jobs at once, each job submit → poll → download with the same request
+body and the same poll rule as the pipeline (poll at once, then wait the server's `eta` clamped to
+[0.25, 10] s, 0.5 s when there is none), writing each result to a file. No ledger, no report, no
+Prefect: the floor that orchestration is compared with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from inpaint_flows.models import InpaintParams
+
+SUBMIT_PATH = "/v3/async/inpainting"
+TASK_RESULT_PATH = "/v3/async/task-result"
+MIN_POLL_S = 0.25
+MAX_POLL_S = 10.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _poll_wait(eta: Any) -> float:
+    """The pipeline's rule (`pipeline._poll_wait` with the default RunSettings)."""
+    if not isinstance(eta, int | float) or eta <= 0:
+        return MIN_POLL_S * 2
+    return max(MIN_POLL_S, min(MAX_POLL_S, float(eta)))
+
+
+def _manifest_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
+    manifest = Path(config["source"])
+    rows = _manifest_rows(manifest)
+    out = Path(config["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    defaults = InpaintParams.model_validate(config.get("defaults") or {})
+    concurrency = int(config["concurrency"])
+    gate = asyncio.Semaphore(concurrency)
+    polls = 0
+    job_seconds: list[float] = []
+
+    async def one(index: int, row: dict[str, str], client: httpx.AsyncClient) -> None:
+        nonlocal polls
+        params = defaults.with_overrides({"seed": int(row["seed"])} if row.get("seed") else {})
+        async with gate:
+            image = base64.b64encode((manifest.parent / row["image"]).read_bytes()).decode()
+            mask = base64.b64encode((manifest.parent / row["mask"]).read_bytes()).decode()
+            body = {
+                "extra": params.extra_fields(),
+                "request": {
+                    **params.request_fields(),
+                    "image_base64": image,
+                    "mask_image_base64": mask,
+                },
+            }
+            del image, mask
+            response = await client.post(SUBMIT_PATH, json=body)
+            response.raise_for_status()
+            task_id = response.json()["task_id"]
+            submitted = time.monotonic()  # as the flow's report counts latency_s
+            while True:
+                response = await client.get(TASK_RESULT_PATH, params={"task_id": task_id})
+                polls += 1
+                response.raise_for_status()
+                data = response.json()
+                status = data["task"]["status"]
+                if status == "TASK_STATUS_SUCCEED":
+                    break
+                if status == "TASK_STATUS_FAILED":
+                    raise RuntimeError(f"task {task_id} failed: {data['task'].get('reason')}")
+                await asyncio.sleep(_poll_wait(data["task"].get("eta")))
+            for number, item in enumerate(data["images"]):
+                image_response = await client.get(item["image_url"])
+                image_response.raise_for_status()
+                (out / f"{index:06d}_{number}.png").write_bytes(image_response.content)
+            job_seconds.append(time.monotonic() - submitted)
+
+    limits = httpx.Limits(max_connections=concurrency + 10, max_keepalive_connections=concurrency)
+    started = time.monotonic()
+    wall_start = time.time()
+    async with httpx.AsyncClient(
+        base_url=config["base_url"], timeout=60.0, limits=limits
+    ) as client:
+        await asyncio.gather(*(one(i, row, client) for i, row in enumerate(rows)))
+    return {
+        "mode": "reference",
+        "jobs": len(rows),
+        "makespan_s": time.monotonic() - started,
+        "wall_start": wall_start,
+        "wall_end": time.time(),
+        "polls": polls,
+        "mean_job_s": sum(job_seconds) / max(1, len(job_seconds)),
+    }
+
+
+async def run_flow(config: dict[str, Any]) -> dict[str, Any]:
+    imported = time.monotonic()
+    from flows.inpaint_batch import inpaint_batch
+
+    import_s = time.monotonic() - imported
+    rss_after_import = peak_rss_mb()
+    kwargs: dict[str, Any] = {
+        "source": config["source"],
+        "out": config["out"],
+        "defaults": InpaintParams.model_validate(config.get("defaults") or {}),
+        "base_url": config["base_url"],
+        "max_in_flight": int(config["max_in_flight"]),
+        "images_per_minute": config.get("images_per_minute"),
+        "poll_timeout_s": float(config.get("poll_timeout_s", 900.0)),
+        "batch_name": config.get("batch_name", "bench"),
+    }
+    if config.get("chunk_size"):
+        kwargs["chunk_size"] = int(config["chunk_size"])
+    from inpaint_flows import progress
+
+    jobs_done: dict[str, float] = {}
+
+    def on_progress(done: int, total: int) -> None:
+        if done == total and not jobs_done:  # every job finished; the report comes next
+            jobs_done["at_s"] = time.monotonic() - started
+            jobs_done["peak_rss_mb"] = peak_rss_mb()
+
+    started = time.monotonic()
+    wall_start = time.time()
+    with progress.listening(on_progress):
+        state = await inpaint_batch(**kwargs, return_state=True)  # type: ignore[call-overload]
+    makespan = time.monotonic() - started
+    return {
+        "mode": "flow",
+        "makespan_s": makespan,
+        "wall_start": wall_start,
+        "wall_end": time.time(),
+        "state": state.type.value,
+        "message": state.message,
+        "flow_run_id": str(state.state_details.flow_run_id),
+        "import_s": import_s,
+        "rss_after_import_mb": rss_after_import,
+        "jobs_done_s": jobs_done.get("at_s"),
+        "peak_rss_before_report_mb": jobs_done.get("peak_rss_mb"),
+    }
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(argv[1])
+    mode = config["mode"]
+    runner = {"flow": run_flow, "reference": run_reference}[mode]
+    result = asyncio.run(runner(config))
+    result["peak_rss_mb"] = peak_rss_mb()
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

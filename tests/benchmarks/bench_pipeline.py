@@ -1,0 +1,582 @@
+"""Benchmark the real batch flow against the local Novita server: pacing, overhead, polling,
+memory and a 10,000-job batch. Prints a table and JSON.
+
+    python -m tests.benchmarks.bench_pipeline                       # everything (~15 min)
+    python -m tests.benchmarks.bench_pipeline --only pacing,polling
+    python -m tests.benchmarks.bench_pipeline --quick --json out.json  # tiny N (smoke test)
+
+Set-up, the same for every figure:
+- Prefect: a `prefect server` started for the run (SQLite, its own PREFECT_HOME in the work
+  dir), as a user's dashboard would be; every flow runs against it (`PREFECT_API_URL`), not in
+  ephemeral mode. `--prefect-api-url` uses a server you started instead.
+- Novita: `inpaint-flows local-api` in a child process, a fresh one per run, so its counters
+  (`/_local/stats`) belong to one run and its CPU and memory are not counted as the flow's.
+- The flow (`flows.inpaint_batch.inpaint_batch`) and the reference loop each run in a child
+  process (`bench_child`), from a CSV manifest: one image and mask per row and a seed per row, so
+  every row is a distinct paid request (distinct job key and content hash).
+All of them share the machine's cores; compare the ratios, which are taken within one run.
+
+Figures (definitions; targets from issue 6):
+1. pacing: achieved images/min ÷ L, where achieved = (accepted − 1) images over the span from
+   the first to the last accepted submit, as the server's clock saw it (each task's
+   `debug_info.submit_time_ms`, read after the run). 429s ÷ submit requests, from the server's
+   counters. Target ≥ 0.95 and ≤ 0.02.
+2. overhead: flow makespan (call to return, imports excluded) ÷ the reference loop's makespan,
+   same jobs, concurrency and server settings. Also ÷ the ideal N ÷ concurrency × latency.
+   Target ≤ 1.3× the reference.
+3. polling: mean task-result polls per job (server counters, `polls.by_task`), when the server
+   reports `eta`. Target ≤ 3.
+4. memory: peak RSS of the flow's process (its own `ru_maxrss`), 1 MP PNG jobs, N = 500 and
+   2000. Target ≤ 300 MB and flat in N.
+5. edge: a 10,000-job batch of tiny images finishes; the Prefect API's /health and
+   /flow_runs/filter latencies are probed once a second meanwhile. Reports the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.bench_support import (
+    ApiProbe,
+    LocalApi,
+    child_env,
+    local_api,
+    megapixel_batch,
+    prefect_server,
+    report_rows,
+    run_child,
+    tiny_batch,
+    wait_for_recording,
+)
+
+SCENARIOS = ("pacing", "overhead", "polling", "memory", "edge")
+
+
+@dataclass
+class Row:
+    figure: str
+    value: str
+    target: str
+    met: bool | None
+    detail: str = ""
+
+
+@dataclass
+class Bench:
+    """What every scenario needs: where to write, which API, and the collected rows."""
+
+    workdir: Path
+    cache: Path
+    api_url: str
+    prefect_home: Path
+    quick: bool
+    n: int | None
+    keep: bool
+    rows: list[Row] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def dir(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def done_with(self, path: Path) -> None:
+        if not self.keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def env(self) -> dict[str, str]:
+        return child_env(self.api_url, self.prefect_home)
+
+    @contextmanager
+    def novita(self, name: str, flags: list[str]) -> Iterator[LocalApi]:
+        with local_api(self.dir(name) / "local-api.log", flags=flags) as api:
+            yield api
+
+    def run_flow(
+        self,
+        name: str,
+        api: LocalApi,
+        source: Path,
+        *,
+        max_in_flight: int,
+        images_per_minute: float | None = None,
+        chunk_size: int | None = None,
+    ) -> dict[str, Any]:
+        folder = self.dir(name)
+        config = {
+            "mode": "flow",
+            "source": str(source),
+            "out": str(folder / "out"),
+            "base_url": api.base_url,
+            "max_in_flight": max_in_flight,
+            "images_per_minute": images_per_minute,
+            "chunk_size": chunk_size,
+            "batch_name": name,
+        }
+        result = run_child(config, env=self.env(), log=folder / "flow.log")
+        figures = dict(result.figures)
+        figures["child_wall_s"] = round(result.wall_s, 2)
+        figures["polled_peak_rss_mb"] = result.polled_peak_rss_mb
+        if figures.get("state") != "COMPLETED":
+            raise RuntimeError(f"{name}: the flow ended {figures.get('state')}: {figures}")
+        return figures
+
+    def run_reference(
+        self, name: str, api: LocalApi, source: Path, *, concurrency: int
+    ) -> dict[str, Any]:
+        folder = self.dir(name)
+        config = {
+            "mode": "reference",
+            "source": str(source),
+            "out": str(folder / "out"),
+            "base_url": api.base_url,
+            "concurrency": concurrency,
+        }
+        result = run_child(config, env=self.env(), log=folder / "reference.log")
+        return dict(result.figures)
+
+    def pick(self, full: int, quick: int) -> int:
+        if self.n is not None:
+            return self.n
+        return quick if self.quick else full
+
+
+def _server_flags(
+    *, latency: str, workers: int, ipm: int | None = None, ttl: int | None = None
+) -> list[str]:
+    flags = ["--latency", latency, "--workers", str(workers), "--seed", "6"]
+    if ipm is not None:
+        flags += ["--ipm", str(ipm)]
+    if ttl is not None:
+        flags += ["--image-url-ttl", str(ttl)]
+    return flags
+
+
+def _mean_polls(stats: dict[str, Any]) -> float:
+    by_task = stats["polls"]["by_task"]
+    return sum(by_task.values()) / max(1, len(by_task))
+
+
+# ---------------------------------------------------------------------------- 1. pacing
+
+
+def bench_pacing(bench: Bench) -> None:
+    # (L, N, max_in_flight): the issue's case; a batch bigger than the flow's default window;
+    # a high limit that needs a wide window (10 submits/s, each job in flight ~2 s).
+    cases = [(300, 10, 16)] if bench.quick else [(120, 100, 8), (120, 300, 8), (600, 400, 32)]
+    results = []
+    for ipm, full_n, max_in_flight in cases:
+        jobs = bench.n or full_n
+        name = f"pacing-{ipm}"
+        source = tiny_batch(bench.dir(name) / "in", jobs)
+        with bench.novita(name, _server_flags(latency="0.5-2", workers=64, ipm=ipm)) as api:
+            flow = bench.run_flow(
+                name, api, source, max_in_flight=max_in_flight, images_per_minute=ipm
+            )
+            stats = api.stats()
+            task_ids = [r["task_id"] for r in report_rows(bench.dir(name) / "out") if r["task_id"]]
+            stamps = sorted(api.submit_times_ms(task_ids))
+        accepted = int(stats["submissions"]["accepted"])
+        span_s = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
+        achieved = (len(stamps) - 1) / span_s * 60 if span_s > 0 else float("nan")
+        requests = int(stats["submissions"]["total"])
+        rejected = int(stats["rate_limited"]["ipm"])
+        figures = {
+            "ipm_limit": ipm,
+            "jobs": jobs,
+            "max_in_flight": max_in_flight,
+            "latency_s": "0.5-2",
+            "accepted": accepted,
+            "submit_requests": requests,
+            "rate_limited_429": rejected,
+            "submit_span_s": round(span_s, 2),
+            "achieved_ipm": round(achieved, 2),
+            "achieved_over_limit": round(achieved / ipm, 3),
+            "r429_over_submits": round(rejected / max(1, requests), 4),
+            "end_to_end_ipm_over_limit": round(accepted / flow["makespan_s"] * 60 / ipm, 3),
+            "mean_polls_per_job": round(_mean_polls(stats), 2),
+            "flow_makespan_s": round(flow["makespan_s"], 2),
+            **wait_for_recording(bench.api_url, flow["flow_run_id"]),
+        }
+        results.append(figures)
+        ratio_ok = figures["achieved_over_limit"] >= 0.95
+        bench.rows.append(
+            Row(
+                f"pacing L={ipm} N={jobs}: achieved ipm ÷ L",
+                f"{figures['achieved_over_limit']:.3f}",
+                "≥ 0.95",
+                ratio_ok,
+                f"{achieved:.1f}/min over {span_s:.1f} s of submits; in flight ≤ {max_in_flight}",
+            )
+        )
+        bench.rows.append(
+            Row(
+                f"pacing L={ipm} N={jobs}: 429s ÷ submits",
+                f"{figures['r429_over_submits']:.4f}",
+                "≤ 0.02",
+                figures["r429_over_submits"] <= 0.02,
+                f"{rejected} of {requests}",
+            )
+        )
+        bench.done_with(bench.dir(name))
+    bench.figures["pacing"] = results
+
+
+# ---------------------------------------------------------------------------- 2. overhead
+
+
+def bench_overhead(bench: Bench) -> None:
+    """Flow vs reference at the issue's 1 s, and at 0.9 s.
+
+    The local server reports `eta` in whole seconds, rounded up, from its estimate of latency
+    plus compute (~0.01 s for a 64 px image). At 1 s a poll made within 10 ms of the task's
+    start reads eta 2, a later one eta 1: a client that polls a little later finishes jobs
+    sooner. At 0.9 s every poll reads eta 1, so the two loops do the same waits and the ratio
+    is orchestration alone.
+    """
+    jobs = bench.pick(1000, 20)
+    concurrency = 5 if bench.quick else 50
+    results = []
+    for latency in (1.0,) if bench.quick else (1.0, 0.9):
+        name = f"overhead-{latency:g}s"
+        flags = _server_flags(latency=str(latency), workers=max(64, concurrency + 8))
+        source = tiny_batch(bench.dir(name) / "in", jobs)
+        with bench.novita(f"{name}-reference", flags) as api:
+            reference = bench.run_reference(
+                f"{name}-reference", api, source, concurrency=concurrency
+            )
+            reference_polls = _mean_polls(api.stats())
+        with bench.novita(f"{name}-flow", flags) as api:
+            flow = bench.run_flow(f"{name}-flow", api, source, max_in_flight=concurrency)
+            flow_polls = _mean_polls(api.stats())
+        rows = report_rows(bench.dir(f"{name}-flow") / "out")
+        flow_job_s = [float(r["latency_s"]) for r in rows if r.get("latency_s")]
+        recorded = wait_for_recording(bench.api_url, flow["flow_run_id"])
+        ideal = jobs / concurrency * latency
+        ratio = flow["makespan_s"] / reference["makespan_s"]
+        figures = {
+            "jobs": jobs,
+            "concurrency": concurrency,
+            "latency_s": latency,
+            "ideal_s": round(ideal, 2),
+            "reference_makespan_s": round(reference["makespan_s"], 2),
+            "flow_makespan_s": round(flow["makespan_s"], 2),
+            "flow_over_reference": round(ratio, 3),
+            "flow_over_ideal": round(flow["makespan_s"] / ideal, 3),
+            "reference_over_ideal": round(reference["makespan_s"] / ideal, 3),
+            "reference_mean_job_s": round(reference["mean_job_s"], 3),
+            "flow_mean_job_s": round(sum(flow_job_s) / max(1, len(flow_job_s)), 3),
+            "reference_polls_per_job": round(reference_polls, 2),
+            "flow_polls_per_job": round(flow_polls, 2),
+            "flow_peak_rss_mb": round(flow["peak_rss_mb"], 1),
+            **recorded,
+        }
+        results.append(figures)
+        bench.rows.append(
+            Row(
+                f"overhead N={jobs} c={concurrency} {latency:g} s: flow ÷ reference",
+                f"{ratio:.3f}",
+                "≤ 1.3",
+                ratio <= 1.3,
+                f"flow {flow['makespan_s']:.1f} s, reference {reference['makespan_s']:.1f} s, "
+                f"ideal {ideal:.1f} s; job {figures['flow_mean_job_s']:.2f} vs "
+                f"{figures['reference_mean_job_s']:.2f} s; {flow_polls:.2f} vs "
+                f"{reference_polls:.2f} polls; task runs recorded "
+                f"{recorded['recording_lag_s']} s after return",
+            )
+        )
+        for folder in (name, f"{name}-reference", f"{name}-flow"):
+            bench.done_with(bench.dir(folder))
+    bench.figures["overhead"] = results
+
+
+# ---------------------------------------------------------------------------- 3. polling
+
+
+def bench_polling(bench: Bench) -> None:
+    jobs = bench.pick(200, 10)
+    concurrency = 5 if bench.quick else 50
+    latency = "0.5-1.5" if bench.quick else "1-6"
+    cases = [("polling", max(64, concurrency + 8), "server never queues")]
+    if not bench.quick:
+        cases.append(("polling-queued", 10, "10 workers for 50 in flight: eta includes a queue"))
+    results = []
+    for name, workers, note in cases:
+        source = tiny_batch(bench.dir(name) / "in", jobs)
+        with bench.novita(name, _server_flags(latency=latency, workers=workers)) as api:
+            flow = bench.run_flow(name, api, source, max_in_flight=concurrency)
+            stats = api.stats()
+        mean = _mean_polls(stats)
+        by_task = list(stats["polls"]["by_task"].values())
+        figures = {
+            "jobs": jobs,
+            "concurrency": concurrency,
+            "latency_s": latency,
+            "server_workers": workers,
+            "mean_polls_per_job": round(mean, 3),
+            "max_polls_per_job": max(by_task) if by_task else 0,
+            "flow_makespan_s": round(flow["makespan_s"], 2),
+        }
+        results.append(figures)
+        bench.rows.append(
+            Row(
+                f"{name} N={jobs}: mean polls per job",
+                f"{mean:.2f}",
+                "≤ 3",
+                mean <= 3,
+                f"max {figures['max_polls_per_job']}; latency {latency} s; {note}",
+            )
+        )
+        bench.done_with(bench.dir(name))
+    bench.figures["polling"] = results
+
+
+# ---------------------------------------------------------------------------- 4. memory
+
+
+def bench_memory(bench: Bench) -> None:
+    sizes = [bench.n] if bench.n else ([3, 6] if bench.quick else [500, 2000])
+    max_in_flight = 8  # the flow's default
+    results = []
+    for jobs in sizes:
+        name = f"memory-{jobs}"
+        source = megapixel_batch(bench.dir(name) / "in", bench.cache, jobs)
+        flags = _server_flags(latency="0.2", workers=8, ttl=300)
+        with bench.novita(name, flags) as api:
+            flow = bench.run_flow(name, api, source, max_in_flight=max_in_flight)
+        figures = {
+            "jobs": jobs,
+            "image": "1024x1024 PNG (~1.5 MB)",
+            "max_in_flight": max_in_flight,
+            "peak_rss_mb": round(flow["peak_rss_mb"], 1),
+            "polled_peak_rss_mb": flow["polled_peak_rss_mb"],
+            "rss_after_import_mb": round(flow["rss_after_import_mb"], 1),
+            "peak_rss_before_report_mb": round(flow["peak_rss_before_report_mb"] or 0, 1),
+            "flow_makespan_s": round(flow["makespan_s"], 1),
+            "jobs_done_s": round(flow["jobs_done_s"] or 0, 1),
+        }
+        results.append(figures)
+        bench.rows.append(
+            Row(
+                f"memory N={jobs} (1 MP): peak RSS MB",
+                f"{figures['peak_rss_mb']:.0f}",
+                "≤ 300",
+                figures["peak_rss_mb"] <= 300,
+                f"{figures['rss_after_import_mb']:.0f} MB after imports, "
+                f"{figures['peak_rss_before_report_mb']:.0f} MB until the report; "
+                f"flow {figures['flow_makespan_s']:.0f} s, max_in_flight {max_in_flight}",
+            )
+        )
+        bench.done_with(bench.dir(name))
+    if len(results) > 1:
+        growth = results[-1]["peak_rss_mb"] - results[0]["peak_rss_mb"]
+        flat = growth <= max(30.0, 0.1 * results[0]["peak_rss_mb"])
+        bench.rows.append(
+            Row(
+                "memory: growth from smallest to largest N",
+                f"{growth:+.0f} MB",
+                "flat",
+                flat,
+                f"N {results[0]['jobs']} → {results[-1]['jobs']}",
+            )
+        )
+    bench.figures["memory"] = results
+
+
+# ---------------------------------------------------------------------------- 5. edge
+
+
+def bench_edge(bench: Bench) -> None:
+    jobs = bench.pick(10_000, 30)
+    max_in_flight = 10 if bench.quick else 100
+    name = "edge"
+    source = tiny_batch(bench.dir(name) / "in", jobs)
+    with (
+        bench.novita(name, _server_flags(latency="0", workers=8)) as api,
+        ApiProbe(bench.api_url) as probe,
+    ):
+        flow = bench.run_flow(name, api, source, max_in_flight=max_in_flight)
+        accepted = int(api.stats()["submissions"]["accepted"])
+    recorded = wait_for_recording(bench.api_url, flow["flow_run_id"], timeout=900)
+    summary = probe.summary()
+    figures = {
+        "jobs": jobs,
+        "max_in_flight": max_in_flight,
+        "accepted": accepted,
+        "flow_makespan_s": round(flow["makespan_s"], 1),
+        "jobs_per_s": round(jobs / flow["makespan_s"], 1),
+        "peak_rss_mb": round(flow["peak_rss_mb"], 1),
+        "api_probe": summary,
+        **recorded,
+    }
+    bench.figures["edge"] = figures
+    health = summary["health_ms"]
+    filt = summary["flow_runs_filter_ms"]
+    bench.rows.append(
+        Row(
+            f"edge N={jobs}: batch time",
+            f"{flow['makespan_s']:.0f} s",
+            "finishes",
+            accepted == jobs,
+            f"{figures['jobs_per_s']} jobs/s, {accepted} accepted, "
+            f"task runs recorded {recorded['recording_lag_s']} s after return",
+        )
+    )
+    bench.rows.append(
+        Row(
+            f"edge N={jobs}: dashboard API latency (p95/max ms)",
+            f"{health['p95']}/{health['max']} · {filt['p95']}/{filt['max']}",
+            "responsive",
+            summary["errors"] == 0 and summary["slow_over_2s"] == 0,
+            f"/health · /flow_runs/filter, {summary['probes']} probes, "
+            f"{summary['slow_over_2s']} over 2 s, {summary['errors']} errors",
+        )
+    )
+    bench.done_with(bench.dir(name))
+
+
+RUNNERS: dict[str, Callable[[Bench], None]] = {
+    "pacing": bench_pacing,
+    "overhead": bench_overhead,
+    "polling": bench_polling,
+    "memory": bench_memory,
+    "edge": bench_edge,
+}
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def render_table(rows: list[Row]) -> str:
+    header = ("figure", "value", "target", "met", "detail")
+    cells = [
+        (
+            r.figure,
+            r.value,
+            r.target,
+            "-" if r.met is None else ("yes" if r.met else "NO"),
+            r.detail,
+        )
+        for r in rows
+    ]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)
+    ]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("-+-".join("-" * w for w in widths))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench_pipeline",
+        description="Benchmark the inpaint-batch flow against the local Novita server.",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated figures to run: {','.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument("--n", type=int, help="jobs per run for every selected figure")
+    parser.add_argument("--quick", action="store_true", help="tiny N everywhere (smoke test)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--workdir", type=Path, help="where runs write (default: a temp dir)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "inpaint-flows-bench",
+        help="where the generated 1 MP images are kept between runs",
+    )
+    parser.add_argument(
+        "--prefect-api-url", help="use this Prefect API instead of starting a server"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep inputs, outputs and logs")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with 1 when a target is not met"
+    )
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    args.only = chosen
+    if args.n is not None and args.n < 1:
+        parser.error("--n must be at least 1")
+    return args
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so the servers this run started are stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="inpaint-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefect_home = workdir / "prefect-home"
+    started = time.monotonic()
+
+    @contextmanager
+    def api() -> Iterator[tuple[str, str]]:
+        if args.prefect_api_url:
+            yield args.prefect_api_url, f"the Prefect API at {args.prefect_api_url}"
+            return
+        with prefect_server(prefect_home, workdir / "prefect-server.log") as url:
+            yield url, "a `prefect server` started for this run (SQLite)"
+
+    try:
+        with api() as (api_url, api_note):
+            bench = Bench(
+                workdir=workdir,
+                cache=args.cache_dir,
+                api_url=api_url,
+                prefect_home=prefect_home,
+                quick=args.quick,
+                n=args.n,
+                keep=args.keep,
+            )
+            for name in args.only:
+                print(f"[bench] {name} …", file=sys.stderr, flush=True)
+                RUNNERS[name](bench)
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "setup": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "prefect_api": api_note,
+            "novita_server": "`inpaint-flows local-api` child process, fresh per run",
+            "flow_process": "child process (`bench_child`), PREFECT_API_URL set",
+            "quick": args.quick,
+            "elapsed_s": round(time.monotonic() - started, 1),
+        },
+        "figures": bench.figures,
+        "table": [row.__dict__ for row in bench.rows],
+    }
+    print(render_table(bench.rows))
+    print(json.dumps(result, indent=2, default=str))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    if args.strict and any(row.met is False for row in bench.rows):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The benchmark script runs end to end on tiny N and prints its table and JSON.
+
+No timing is asserted: figures on a shared machine vary; what must not break is that the one
+documented command still starts its servers, runs the real flow for every figure and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.bench_pipeline import SCENARIOS
+from tests.benchmarks.bench_support import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_benchmark_prints_a_table_and_json_for_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.bench_pipeline",
+            "--quick",
+            "--json",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    table, _, rest = result.stdout.partition("\n{")
+    header = table.splitlines()[0]
+    for column in ("figure", "value", "target", "met"):
+        assert column in header
+    printed = json.loads("{" + rest)
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert printed == saved
+    assert set(saved["figures"]) == set(SCENARIOS)
+    for figure in ("pacing", "overhead", "polling", "memory", "edge"):
+        assert any(row["figure"].startswith(figure) for row in saved["table"]), figure
+        assert figure in table
+    assert saved["figures"]["edge"]["accepted"] == saved["figures"]["edge"]["jobs"]
+    assert all(run["peak_rss_mb"] > 0 for run in saved["figures"]["memory"])
