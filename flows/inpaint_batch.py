@@ -29,6 +29,7 @@ from inpaint_flows.batch import (
     save_spec,
 )
 from inpaint_flows.endpoint import resolve_endpoint
+from inpaint_flows.ledger import exclusive_use
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.models import InpaintParams, Job, JobOutcome
 from inpaint_flows.pipeline import RunSettings
@@ -120,7 +121,9 @@ async def inpaint_batch(
     progress_id = await start_progress(name)
     done = 0
 
+    ledger_dir = state_dir or str(Path(out) / ".inpaint-state")
     with (
+        exclusive_use(ledger_dir),  # one run at a time per ledger: never two payers per job
         resolve_endpoint(base_url, api_key_secret) as endpoint,
         in_flight_gate(max_in_flight) as gate,
     ):
@@ -136,7 +139,7 @@ async def inpaint_batch(
         settings = RunSettings(
             base_url=endpoint.base_url,
             out_dir=out,
-            state_dir=state_dir or str(Path(out) / ".inpaint-state"),
+            state_dir=ledger_dir,
             api_key_secret=api_key_secret,
             images_per_minute=images_per_minute,
             poll_timeout_s=poll_timeout_s,
