@@ -147,7 +147,7 @@ async def run_flow(config: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     wall_start = time.time()
     with progress.listening(on_progress):
-        state = await inpaint_batch(**kwargs, return_state=True)  # type: ignore[call-overload]
+        state = await inpaint_batch(**kwargs, return_state=True)
     makespan = time.monotonic() - started
     return {
         "mode": "flow",
