@@ -170,6 +170,8 @@ def main(argv: list[str]) -> int:
     runner = {"flow": run_flow, "reference": run_reference}[mode]
     result = asyncio.run(runner(config))
     result["peak_rss_mb"] = peak_rss_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime  # imports included
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -281,6 +281,9 @@ def bench_overhead(bench: Bench) -> None:
             "flow_mean_job_s": round(sum(flow_job_s) / max(1, len(flow_job_s)), 3),
             "reference_polls_per_job": round(reference_polls, 2),
             "flow_polls_per_job": round(flow_polls, 2),
+            "flow_jobs_done_s": round(flow["jobs_done_s"] or 0, 2),
+            "flow_cpu_s": round(flow["cpu_s"], 1),
+            "reference_cpu_s": round(reference["cpu_s"], 1),
             "flow_peak_rss_mb": round(flow["peak_rss_mb"], 1),
             **recorded,
         }

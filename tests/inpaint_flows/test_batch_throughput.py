@@ -1,0 +1,122 @@
+"""How a batch is cut into task runs and how many jobs are in flight (no Prefect, no timing).
+
+What a user notices: a 10,000-image batch shows ~100 chunk tasks on the dashboard, not 10,000;
+`max_in_flight` holds across chunks; every job is paid once; memory tricks never break a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inpaint_flows import memory
+from inpaint_flows.batch import (
+    chunk_size_for,
+    chunked,
+    chunks_open_for,
+    in_flight_gate,
+    run_jobs,
+    submit_slots_for,
+)
+from inpaint_flows.jobs import discover_jobs
+from inpaint_flows.models import InpaintParams, JobStatus
+from inpaint_flows.pipeline import JobRunner, JobState, RunSettings, Stage, prepare_many
+from novita_local.config import ServerConfig
+from novita_local.server import LocalServer
+from tests.flows.helpers import job_counts
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    ("total", "requested", "size"),
+    [
+        pytest.param(4, None, 1, id="small batch: one task per file"),
+        pytest.param(100, None, 1, id="100 files: still one per file"),
+        pytest.param(101, None, 2, id="just over 100"),
+        pytest.param(10_000, None, 100, id="10k files: 100 chunks"),
+        pytest.param(10_000, 7, 7, id="an explicit size wins"),
+        pytest.param(0, None, 1, id="empty batch"),
+    ],
+)
+def test_chunk_size_keeps_task_runs_near_one_hundred(
+    total: int, requested: int | None, size: int
+) -> None:
+    assert chunk_size_for(total, requested) == size
+    if requested is None and total:
+        assert len(chunked(list(range(total)), size)) <= 100
+
+
+def test_open_chunks_and_submit_slots_follow_max_in_flight() -> None:
+    # Enough chunks open that every free slot finds a loaded job waiting.
+    assert chunks_open_for(50, 10) * 10 >= 2 * 50
+    assert chunks_open_for(8, 1) == 17
+    assert submit_slots_for(8) == 2
+    assert submit_slots_for(50) == 13
+    assert submit_slots_for(1) == 2
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    with LocalServer(ServerConfig(latency=0.3, workers=8)) as srv:
+        yield srv
+
+
+def _states() -> list[JobState]:
+    jobs = discover_jobs(str(EXAMPLES), InpaintParams(steps=1), None)
+    return prepare_many(jobs)
+
+
+async def test_gate_bounds_jobs_in_flight_across_chunks(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    active = 0
+    peak = 0
+    advance = JobRunner.advance
+
+    async def counting(self: JobRunner, state: JobState, until: Stage) -> Any:
+        nonlocal active, peak
+        if until is Stage.SUBMITTED:  # a job enters the window with its submit
+            active += 1
+            peak = max(peak, active)
+        result = await advance(self, state, until)
+        if until is Stage.DONE:  # and leaves it once its result is written
+            active -= 1
+        return result
+
+    monkeypatch.setattr(JobRunner, "advance", counting)
+    settings = RunSettings(
+        base_url=server.base_url, out_dir=str(tmp_path), state_dir=str(tmp_path / "state")
+    )
+    states = _states()
+
+    async with in_flight_gate(2, settings) as gate:
+        chunks = await asyncio.gather(
+            run_jobs(states[:2], settings, gate), run_jobs(states[2:], settings, gate)
+        )
+
+    done = [s for chunk in chunks for s in chunk]
+    assert [s.job.name for s in done] == [s.job.name for s in states]  # order kept
+    assert {s.outcome.status for s in done if s.outcome} == {JobStatus.SUCCEEDED}
+    assert peak == 2
+    counts = job_counts(server)
+    assert counts.submits_per_job == [1, 1, 1, 1]
+
+
+async def test_without_a_known_gate_a_chunk_still_completes(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    settings = RunSettings(
+        base_url=server.base_url, out_dir=str(tmp_path), state_dir=str(tmp_path / "state")
+    )
+    done = await run_jobs(_states(), settings, "no-such-gate")
+    assert {s.outcome.status for s in done if s.outcome} == {JobStatus.SUCCEEDED}
+
+
+def test_release_large_buffers_is_idempotent() -> None:
+    first = memory.release_large_buffers()
+    assert memory.release_large_buffers() == first
