@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
+from prefect.utilities.annotations import quote
 
 from inpaint_flows import progress
 from inpaint_flows.batch import (
@@ -33,17 +35,27 @@ from inpaint_flows.ledger import exclusive_use
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.models import InpaintParams, Job, JobOutcome
 from inpaint_flows.pipeline import RunSettings
-from tasks.artifacts import publish, start_progress, update_progress
+from tasks.artifacts import LiveProgress, publish
 from tasks.discover import discover
 from tasks.inpaint import inpaint_jobs
 from tasks.prepare import load_and_validate
 from tasks.report import write_report
+
+T = TypeVar("T")
 
 
 def _batch_run_name() -> str:
     params = flow_run.parameters
     name = params.get("batch_name") or Path(str(params.get("source", "batch"))).name
     return f"inpaint {name}"
+
+
+def _unwalked(value: T) -> T:
+    """`value` marked (`quote`) so Prefect does not walk every job's fields looking for futures.
+
+    Measured: walking the chunks' jobs cost ~1.5 s of CPU in a 1,000-job batch.
+    """
+    return cast(T, quote(value))
 
 
 def _batch_name(source: str, batch_name: str | None) -> str:
@@ -118,14 +130,12 @@ async def inpaint_batch(
     size = chunk_size_for(len(jobs), chunk_size)
     chunks = chunked(jobs, size)
     lanes = asyncio.Semaphore(chunks_open_for(max_in_flight, size))
-    progress_id = await start_progress(name)
-    done = 0
+    live = await LiveProgress.start(name, len(jobs))
 
     ledger_dir = state_dir or str(Path(out) / ".inpaint-state")
     with (
         exclusive_use(ledger_dir),  # one run at a time per ledger: never two payers per job
         resolve_endpoint(base_url, api_key_secret) as endpoint,
-        in_flight_gate(max_in_flight) as gate,
     ):
         logger.info(
             "Batch %s: %d jobs in %d chunks of ≤%d, API %s%s",
@@ -147,21 +157,22 @@ async def inpaint_batch(
         )
 
         async def run_chunk(index: int, chunk: list[Job]) -> list[JobOutcome]:
-            nonlocal done
             label = chunk_label(index, len(chunks), [job.name for job in chunk])
             async with lanes:
-                states = await load_and_validate(chunk, label)
-                states = await inpaint_jobs(states, settings, label, gate)
-            done += len(chunk)
-            progress.report(done, len(jobs))
-            await update_progress(progress_id, done, len(jobs))
+                states = await load_and_validate(_unwalked(chunk), label)
+                states = await inpaint_jobs(_unwalked(states), settings, label, gate)
+            await live.advance(len(chunk))
+            progress.report(live.done, len(jobs))
             return [s.outcome for s in states if s.outcome]  # only report rows stay in memory
 
-        results = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
+        async with in_flight_gate(max_in_flight, settings) as gate:
+            results = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
 
     outcomes: list[JobOutcome] = [outcome for chunk in results for outcome in chunk]
-    report: BatchReport = await write_report(outcomes, out, f"Inpainting: {name}", merge_report)
-    await publish(report, name, time.monotonic() - started)
+    report: BatchReport = await write_report(
+        _unwalked(outcomes), out, f"Inpainting: {name}", merge_report
+    )
+    await publish(_unwalked(report), name, time.monotonic() - started)
 
     counts = ", ".join(f"{n} {status}" for status, n in report.summary.counts.items() if n)
     message = f"{len(outcomes)} jobs this run ({counts or 'nothing to do'}); report: {report.csv}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -19,20 +21,38 @@ from inpaint_flows import artifacts
 from inpaint_flows.batch import BatchReport
 
 
-async def start_progress(batch_name: str) -> UUID:
-    """A progress artifact the flow updates as chunks finish (plain calls, not task runs)."""
-    return await acreate_progress_artifact(
-        progress=0.0,
-        key=artifacts.artifact_key(batch_name, "progress"),
-        description=f"Jobs finished in batch {batch_name} (this run)",
-    )
+@dataclass
+class LiveProgress:
+    """The run's progress artifact, updated as chunks finish (plain API calls, not task runs).
 
+    Chunks finish concurrently, so updates are sent one at a time, each with the count as it is
+    when its turn comes: the server sees the percentage only rise, and the last update it gets
+    is the latest (two updates in flight at once could otherwise land 100 % before 75 %).
+    """
 
-async def update_progress(artifact_id: UUID, done: int, total: int) -> None:
-    if total:
-        await aupdate_progress_artifact(
-            artifact_id=artifact_id, progress=artifacts.progress_percent(done, total)
+    artifact_id: UUID
+    total: int
+    done: int = 0
+    _sending: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    async def start(cls, batch_name: str, total: int) -> LiveProgress:
+        artifact_id = await acreate_progress_artifact(
+            progress=0.0,
+            key=artifacts.artifact_key(batch_name, "progress"),
+            description=f"Jobs finished in batch {batch_name} (this run)",
         )
+        return cls(artifact_id=artifact_id, total=total)
+
+    async def advance(self, finished: int) -> None:
+        self.done += finished
+        if not self.total:
+            return
+        async with self._sending:
+            await aupdate_progress_artifact(
+                artifact_id=self.artifact_id,
+                progress=artifacts.progress_percent(self.done, self.total),
+            )
 
 
 @task(name="publish-artifacts", task_run_name="publish dashboard artifacts", cache_policy=NO_CACHE)
