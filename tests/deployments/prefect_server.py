@@ -33,6 +33,8 @@ PREFECT = str(BIN / "prefect")
 INPAINT_FLOWS = str(BIN / "inpaint-flows")
 POOL = "inpaint-pool"
 START_TIMEOUT_S = 90.0
+API_ATTEMPTS = 6
+RETRY_STATUSES = {429, 502, 503}
 
 
 def free_port() -> int:
@@ -154,7 +156,16 @@ class PrefectServer:
         return PrefectClient(api=self.api_url)
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+        """One REST call, retried on 429/502/503 as Prefect's own client does.
+
+        A busy SQLite server answers 503 while the database is locked (seen in CI while a
+        `serve` process and a flow run wrote at once); the UI and `PrefectClient` retry it.
+        """
+        for attempt in range(API_ATTEMPTS):
+            response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+            if response.status_code not in RETRY_STATUSES or attempt == API_ATTEMPTS - 1:
+                break
+            time.sleep(0.5 * 2**attempt)
         response.raise_for_status()
         return response.json() if response.content else None
 
