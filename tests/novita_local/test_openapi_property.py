@@ -49,6 +49,13 @@ def schema_cases(local_server: LocalServer) -> st.SearchStrategy[Any]:
     )
 
 
+# schemathesis' own strategies call `random` inside hypothesis (schemathesis' code, not ours);
+# newer hypothesis warns about it on some draws, and `filterwarnings = error` made that a
+# flaky failure in CI. The check on our server is unaffected.
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 def test_schema_fuzzing_never_breaks_the_contract(
     local_server: LocalServer, schema_cases: st.SearchStrategy[Any]
 ) -> None:
