@@ -17,7 +17,6 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 
-from inpaint_flows import progress
 from inpaint_flows.batch import (
     BatchReport,
     BatchSpec,
@@ -162,7 +161,6 @@ async def inpaint_batch(
                 states = await load_and_validate(_unwalked(chunk), label)
                 states = await inpaint_jobs(_unwalked(states), settings, label, gate)
             await live.advance(len(chunk))
-            progress.report(live.done, len(jobs))
             return [s.outcome for s in states if s.outcome]  # only report rows stay in memory
 
         async with in_flight_gate(max_in_flight, settings) as gate:

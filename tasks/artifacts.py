@@ -17,13 +17,15 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from inpaint_flows import artifacts
+from inpaint_flows import artifacts, progress
 from inpaint_flows.batch import BatchReport
 
 
 @dataclass
 class LiveProgress:
-    """The run's progress artifact, updated as chunks finish (plain API calls, not task runs).
+    """The run's progress, told as chunks finish: to its artifact and to in-process listeners.
+
+    The artifact gets plain API calls, not task runs; listeners are `inpaint_flows.progress`'s.
 
     Chunks finish concurrently, so updates are sent one at a time, each with the count as it is
     when its turn comes: the server sees the percentage only rise, and the last update it gets
@@ -45,7 +47,9 @@ class LiveProgress:
         return cls(artifact_id=artifact_id, total=total)
 
     async def advance(self, finished: int) -> None:
+        """Count `finished` more jobs: listeners (the CLI bar) at once, the artifact in turn."""
         self.done += finished
+        progress.report(self.done, self.total)
         if not self.total:
             return
         async with self._sending:

@@ -12,6 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 
 import tasks.artifacts
+from inpaint_flows import progress
 from tasks.artifacts import LiveProgress
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -48,7 +49,10 @@ async def test_progress_ends_at_the_latest_count_when_chunks_finish_together(
         await asyncio.gather(*(live.advance(1) for _ in range(4)))
         return live
 
-    live = await four_chunks_at_once()
+    heard: list[tuple[int, int]] = []
+    with progress.listening(lambda done, total: heard.append((done, total))):
+        live = await four_chunks_at_once()
+    assert heard == [(1, 4), (2, 4), (3, 4), (4, 4)]  # the CLI's bar hears every chunk, in order
     assert live.done == 4
     assert calls == 4
     assert await _progress_on_server(live.artifact_id) == 100
