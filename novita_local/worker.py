@@ -172,7 +172,10 @@ class WorkerPool:
         self._compute.observe(pixels, time.perf_counter() - started)
         if task.corrupt:
             files = [corrupt(data) for data in files]
-        expires_at = math.ceil(time.time() + self._ttl)  # valid for at least the ttl
+        # Valid for at least the ttl; a ttl of 0 means already expired when the task completes
+        # (ceil would have left up to a second, so a quick download sometimes still worked).
+        now = time.time()
+        expires_at = math.ceil(now + self._ttl) if self._ttl else math.floor(now)
         urls = [
             self._signer.url(task.base_url, task.task_id, index, task.image_type, expires_at)
             for index in range(len(files))
