@@ -80,8 +80,8 @@ def _install_pauses(out: Path) -> None:
         return point == "output" and target.suffix in IMAGE_SUFFIXES and not inside_state
 
     @contextlib.contextmanager
-    def pausing_writer(path: storage.StrPath) -> Iterator[BinaryIO]:
-        with real_writer(path) as fh:
+    def pausing_writer(path: storage.StrPath, *, durable: bool = True) -> Iterator[BinaryIO]:
+        with real_writer(path, durable=durable) as fh:
             target = Path(path)
             yield _HalfWriter(fh, target) if wanted(target) else fh  # type: ignore[misc]
 
