@@ -123,14 +123,20 @@ def prepare_many(jobs: Sequence[Job]) -> list[JobState]:
 
 
 @asynccontextmanager
-async def open_client(settings: RunSettings) -> AsyncIterator[NovitaClient]:
-    """The one client of a stage task; the key is read here, at call time."""
+async def open_client(
+    settings: RunSettings, connections: int | None = None
+) -> AsyncIterator[NovitaClient]:
+    """The one client of a run (or a stage task); the key is read here, at call time.
+
+    `connections`: requests that may run at once (the in-flight limit), all kept open.
+    """
     limiter = shared_limiter(settings.base_url, settings.images_per_minute)
     async with NovitaClient(
         resolve_api_key(settings.api_key_secret),
         settings.base_url,
         timeout=settings.request_timeout_s,
         limiter=limiter,
+        connections=connections,
     ) as client:
         yield client
 
@@ -144,6 +150,8 @@ class JobRunner:
         self.settings = settings
         self.out_dir = Path(settings.out_dir)
         self._temps: dict[Path, set[str]] = {}  # per folder: temporary files at first use
+        # Entries changed in memory only (a finished poll's tallies), until the next write.
+        self._unsaved: dict[str, LedgerEntry] = {}
 
     # -- helpers -------------------------------------------------------------------------
     def _finish(
@@ -168,8 +176,15 @@ class JobRunner:
         update.update(fields)
         return state.model_copy(update={"outcome": outcome.model_copy(update=update)})
 
+    def _put(self, entry: LedgerEntry) -> LedgerEntry:
+        self._unsaved.pop(entry.job_key, None)
+        return self.ledger.put(entry)
+
     def _entry(self, state: JobState) -> LedgerEntry:
         assert state.prepared is not None
+        entry = self._unsaved.pop(state.prepared.job_key, None)
+        if entry is not None:
+            return entry
         entry = self.ledger.get(state.prepared.job_key)
         if entry is None:
             entry = LedgerEntry(
@@ -178,7 +193,7 @@ class JobRunner:
         return entry
 
     def _fail(self, state: JobState, entry: LedgerEntry, exc: NovitaError | InputError) -> JobState:
-        entry = self.ledger.put(
+        entry = self._put(
             entry.model_copy(
                 update={"finished_at": utc_now(), "reason": exc.reason, "message": exc.message}
             )
@@ -211,7 +226,7 @@ class JobRunner:
             if done is not None:
                 return done
             # Outputs were removed or damaged since: fetch them again from the same task.
-            entry = self.ledger.put(entry.model_copy(update={"state": "submitted"}))
+            entry = self._put(entry.model_copy(update={"state": "submitted"}))
         while True:
             if entry.state in ("needs-submit", "submitting") or entry.task_id is None:
                 state, entry = await self._submit(state, entry)
@@ -267,7 +282,7 @@ class JobRunner:
     async def _submit(self, state: JobState, entry: LedgerEntry) -> tuple[JobState, LedgerEntry]:
         assert state.prepared is not None
         image_b64, mask_b64 = encode_payload(state.job)
-        entry = self.ledger.put(
+        entry = self._put(
             entry.model_copy(
                 update={
                     "state": "submitting",
@@ -283,13 +298,13 @@ class JobRunner:
             raise  # ledger stays "submitting": the next run submits again, knowingly
         except NovitaError:
             # The API answered with an error: no task was created, nothing was paid.
-            self.ledger.put(
+            self._put(
                 entry.model_copy(update={"state": "needs-submit", "submits": entry.submits - 1})
             )
             raise
         finally:
             del image_b64, mask_b64
-        entry = self.ledger.put(
+        entry = self._put(
             entry.model_copy(
                 update={
                     "state": "submitted",
@@ -308,7 +323,7 @@ class JobRunner:
         self, state: JobState, entry: LedgerEntry, exc: NovitaError
     ) -> tuple[JobState, LedgerEntry, bool]:
         """Record that the remote task is gone or failed; resubmit once if allowed."""
-        entry = self.ledger.put(
+        entry = self._put(
             entry.model_copy(
                 update={
                     "state": "needs-submit",
@@ -357,13 +372,14 @@ class JobRunner:
             entry = entry.model_copy(update={"polls": entry.polls + polls})
             return self._needs_resubmit(state, entry, exc)
         except NovitaError as exc:
-            entry = self.ledger.put(entry.model_copy(update={"polls": entry.polls + polls}))
+            entry = self._put(entry.model_copy(update={"polls": entry.polls + polls}))
             if exc.reason == "TASK_FAILED":
                 return self._needs_resubmit(state, entry, exc)
             raise
-        entry = self.ledger.put(
-            entry.model_copy(update={"polls": entry.polls + polls, "seed_used": result.seed})
-        )
+        # Not written yet: the download's ledger write records it (one fsynced write fewer per
+        # job). A crash before then leaves the entry "submitted": the next run polls again.
+        entry = entry.model_copy(update={"polls": entry.polls + polls, "seed_used": result.seed})
+        self._unsaved[entry.job_key] = entry  # what a failure before that write records
         if not result.images:
             raise DownloadError(
                 f"{state.job.name}: task {entry.task_id} succeeded but returned no images.",
@@ -411,7 +427,7 @@ class JobRunner:
             outputs.append(rel)
             sizes.append(len(data))
             index += 1
-        entry = self.ledger.put(
+        entry = self._put(
             entry.model_copy(
                 update={
                     "state": "succeeded",
