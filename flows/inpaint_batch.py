@@ -93,7 +93,9 @@ async def inpaint_batch(
         max_in_flight: jobs submitted and not yet downloaded, at most (across all chunks).
         images_per_minute: client-side pacing to the account's limit (None: no pacing).
         chunk_size: jobs per task run, for the dashboard only (None: about 1 % of the batch,
-            one task per file up to 100 files); concurrency is `max_in_flight`.
+            and at least `max_in_flight` jobs when nothing paces the batch below one job per
+            second per slot; a paced batch of up to 100 files gets one task per file);
+            concurrency is `max_in_flight`.
         state_dir: where the job ledger lives (default `<out>/.inpaint-state`); share it to rerun
             on another machine.
         poll_timeout_s: how long one job may wait for its remote task.
@@ -126,7 +128,9 @@ async def inpaint_batch(
     if only is not None:
         wanted = set(only)
         jobs = [job for job in jobs if job.name in wanted]
-    size = chunk_size_for(len(jobs), chunk_size)
+    size = chunk_size_for(
+        len(jobs), chunk_size, max_in_flight=max_in_flight, images_per_minute=images_per_minute
+    )
     chunks = chunked(jobs, size)
     lanes = asyncio.Semaphore(chunks_open_for(max_in_flight, size))
     live = await LiveProgress.start(name, len(jobs))

@@ -4,8 +4,9 @@ How a batch keeps the API busy with little orchestration cost (measured in
 `tests/benchmarks/bench_pipeline.py`):
 
 - Jobs are grouped in chunks only for the dashboard: two task runs per chunk (load+validate,
-  then inpaint), about 100 chunks for any large batch, so Prefect records a few hundred task runs
-  however many images there are (it records ~80 task runs/s on SQLite).
+  then inpaint), at most ~100 chunks for any batch and no more than ~2 task runs per second at
+  the batch's top speed, so Prefect records a few hundred task runs however many images there
+  are and its server never competes with the run for CPU (`chunk_size_for`).
 - Inside a chunk every job runs submit → poll → download on its own, holding one slot of the
   run's in-flight gate from its submit until its result is written. Slots are shared by all
   chunks and freed job by job, so a slow job never holds back the others of its chunk, and the
@@ -84,18 +85,48 @@ class BatchReport(BaseModel):
 
 
 TARGET_CHUNKS = 100
+# Task runs Prefect should record per second, at most, at a batch's top speed. Measured on 2
+# cores: each task run costs its (SQLite) server ~60 ms of CPU, so 1,000 jobs in chunks of 10
+# at 50 jobs/s cost it 11.7 s of CPU in a 30 s run, taken from the API and the flow; in chunks
+# of 50, 3.6 s (tests/benchmarks/bench_pipeline.py, overhead).
+TASK_RUNS_PER_S = 2.0
+# Seconds a job takes at the fastest, for sizing only: the local server's lowest usual latency.
+FASTEST_JOB_S = 1.0
 
 
-def chunk_size_for(total: int, requested: int | None = None) -> int:
-    """Jobs per chunk: ~1 % of the batch, so any batch makes at most ~200 chunk task runs.
+def top_jobs_per_s(max_in_flight: int, images_per_minute: float | None) -> float:
+    """Jobs a batch can finish per second at best: the in-flight limit, or the pacing limit."""
+    rate = max(1, max_in_flight) / FASTEST_JOB_S
+    if images_per_minute:
+        rate = min(rate, images_per_minute / 60)
+    return rate
 
-    A 10,000-job batch makes 100 chunks of 100 (not 10,000 per-job task runs, which would take
-    Prefect minutes to record and stall the dashboard); a batch of up to 100 keeps one task per
-    file. Chunk size does not limit concurrency: the in-flight gate does.
+
+def chunk_size_for(
+    total: int,
+    requested: int | None = None,
+    *,
+    max_in_flight: int = 8,
+    images_per_minute: float | None = None,
+) -> int:
+    """Jobs per chunk (two task runs each): the larger of two floors, or `requested`.
+
+    - ~1 % of the batch, so a batch makes at most ~100 chunks: 10,000 jobs make 100 chunks of
+      100, not 10,000 per-job task runs that would take Prefect minutes to record;
+    - enough jobs that, at the batch's top speed (`top_jobs_per_s`), chunks finish slowly
+      enough for Prefect to record them without taking CPU from the run (`TASK_RUNS_PER_S`).
+
+    A paced batch (the default 10 images/min) keeps one task per file up to 100 files; 50 jobs
+    in flight with no pacing make chunks of 50. Chunk size does not limit concurrency: the
+    in-flight gate does.
     """
     if requested:
         return max(1, requested)
-    return max(1, math.ceil(total / TARGET_CHUNKS))
+    by_count = math.ceil(total / TARGET_CHUNKS)
+    by_rate = math.ceil(
+        top_jobs_per_s(max_in_flight, images_per_minute) * 2 / TASK_RUNS_PER_S - 1e-9
+    )
+    return max(1, by_count, by_rate)
 
 
 def chunks_open_for(max_in_flight: int, size: int) -> int:
@@ -144,7 +175,8 @@ async def in_flight_gate(limit: int, settings: RunSettings) -> AsyncIterator[str
     values. The gate lives in this process: chunk tasks run on the flow's event loop.
     """
     key = uuid.uuid4().hex
-    async with open_client(settings) as client:
+    # Each job in flight makes one request at a time: one kept-open connection per slot.
+    async with open_client(settings, connections=max(1, limit)) as client:
         _gates[key] = Gate(
             in_flight=asyncio.Semaphore(max(1, limit)),
             submitting=asyncio.Semaphore(submit_slots_for(limit)),

@@ -15,12 +15,15 @@ import pytest
 
 from inpaint_flows import memory
 from inpaint_flows.batch import (
+    TARGET_CHUNKS,
+    TASK_RUNS_PER_S,
     chunk_size_for,
     chunked,
     chunks_open_for,
     in_flight_gate,
     run_jobs,
     submit_slots_for,
+    top_jobs_per_s,
 )
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams, JobStatus
@@ -33,22 +36,29 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.mark.parametrize(
-    ("total", "requested", "size"),
+    ("total", "requested", "in_flight", "ipm", "size"),
     [
-        pytest.param(4, None, 1, id="small batch: one task per file"),
-        pytest.param(100, None, 1, id="100 files: still one per file"),
-        pytest.param(101, None, 2, id="just over 100"),
-        pytest.param(10_000, None, 100, id="10k files: 100 chunks"),
-        pytest.param(10_000, 7, 7, id="an explicit size wins"),
-        pytest.param(0, None, 1, id="empty batch"),
+        pytest.param(4, None, 8, 10.0, 1, id="small paced batch: one task per file"),
+        pytest.param(100, None, 8, 10.0, 1, id="100 paced files: still one per file"),
+        pytest.param(101, None, 8, 10.0, 2, id="just over 100"),
+        pytest.param(10_000, None, 8, 10.0, 100, id="10k files: 100 chunks"),
+        pytest.param(10_000, 7, 8, 10.0, 7, id="an explicit size wins"),
+        pytest.param(0, None, 8, 10.0, 1, id="empty batch"),
+        pytest.param(1000, None, 50, None, 50, id="unpaced, 50 in flight: chunks of 50"),
+        pytest.param(100, None, 50, 120.0, 2, id="paced at 2 jobs/s: chunks of 2"),
+        pytest.param(10_000, None, 50, None, 100, id="10k unpaced: still 100 chunks"),
     ],
 )
-def test_chunk_size_keeps_task_runs_near_one_hundred(
-    total: int, requested: int | None, size: int
+def test_chunk_size_bounds_task_runs_by_count_and_by_rate(
+    total: int, requested: int | None, in_flight: int, ipm: float | None, size: int
 ) -> None:
-    assert chunk_size_for(total, requested) == size
+    got = chunk_size_for(total, requested, max_in_flight=in_flight, images_per_minute=ipm)
+    assert got == size
     if requested is None and total:
-        assert len(chunked(list(range(total)), size)) <= 100
+        chunks = len(chunked(list(range(total)), got))
+        assert chunks <= TARGET_CHUNKS
+        # At the batch's top speed, chunks finish at most TASK_RUNS_PER_S / 2 per second.
+        assert top_jobs_per_s(in_flight, ipm) / got * 2 <= TASK_RUNS_PER_S + 1e-9
 
 
 def test_open_chunks_and_submit_slots_follow_max_in_flight() -> None:
@@ -120,3 +130,4 @@ async def test_without_a_known_gate_a_chunk_still_completes(
 def test_release_large_buffers_is_idempotent() -> None:
     first = memory.release_large_buffers()
     assert memory.release_large_buffers() == first
+
