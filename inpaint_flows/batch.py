@@ -33,6 +33,7 @@ from inpaint_flows.gallery import write_gallery
 from inpaint_flows.ledger import Ledger
 from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
 from inpaint_flows.pipeline import JobRunner, JobState, RunSettings, Stage, open_client
+from inpaint_flows.polling import FirstPoll
 from inpaint_flows.report import (
     ReportSummary,
     merge_outcomes,
@@ -146,7 +147,8 @@ def chunk_label(index: int, count: int, names: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class Gate:
-    """A run's limits on jobs at once, and the one API client its chunks share.
+    """A run's limits on jobs at once, the one API client its chunks share, and what its tasks
+    taught about when to poll them (`FirstPoll`).
 
     `submitting` is smaller than `in_flight`: a submit holds its image as base64 (plus the JSON
     body built from it) until the API answers, or while it waits for the pacer, so fewer at once
@@ -158,6 +160,7 @@ class Gate:
     in_flight: asyncio.Semaphore
     submitting: asyncio.Semaphore
     client: NovitaClient
+    first_poll: FirstPoll
 
 
 _gates: dict[str, Gate] = {}
@@ -181,6 +184,7 @@ async def in_flight_gate(limit: int, settings: RunSettings) -> AsyncIterator[str
             in_flight=asyncio.Semaphore(max(1, limit)),
             submitting=asyncio.Semaphore(submit_slots_for(limit)),
             client=client,
+            first_poll=FirstPoll(settings.max_poll_interval_s),
         )
         try:
             yield key
@@ -206,7 +210,7 @@ async def run_jobs(
         async with open_client(settings) as client:
             runner = JobRunner(client, ledger, settings)
             return list(await asyncio.gather(*(runner.advance(s, Stage.DONE) for s in states)))
-    runner = JobRunner(gate.client, ledger, settings)
+    runner = JobRunner(gate.client, ledger, settings, gate.first_poll)
 
     async def one(state: JobState) -> JobState:
         if state.final:

@@ -158,6 +158,9 @@ class TaskResult(_Frozen):
     progress_percent: float | None = None
     images: tuple[ResultImage, ...] = ()
     seed: str | None = None
+    # How long the server took from accepting the task to completing it, by its own clock
+    # (`extra.debug_info`); None when it does not say (the times may be "").
+    server_duration_s: float | None = None
 
     @property
     def done(self) -> bool:

@@ -44,6 +44,7 @@ from inpaint_flows.images import encode_payload, prepare_job, validate_result_im
 from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
 from inpaint_flows.models import Job, JobOutcome, JobStatus, PreparedJob, ResultImage
 from inpaint_flows.pacing import shared_limiter
+from inpaint_flows.polling import FirstPoll
 from inpaint_flows.secrets import resolve_api_key
 from inpaint_flows.storage import atomic_write_bytes, is_temp_file_of, safe_join
 
@@ -144,10 +145,18 @@ async def open_client(
 class JobRunner:
     """Moves jobs through their states with one client and one ledger."""
 
-    def __init__(self, client: NovitaClient, ledger: Ledger, settings: RunSettings) -> None:
+    def __init__(
+        self,
+        client: NovitaClient,
+        ledger: Ledger,
+        settings: RunSettings,
+        first_poll: FirstPoll | None = None,
+    ) -> None:
         self.client = client
         self.ledger = ledger
         self.settings = settings
+        # Shared by a run's chunks, so what one chunk's tasks teach serves them all.
+        self.first_poll = first_poll or FirstPoll(settings.max_poll_interval_s)
         self.out_dir = Path(settings.out_dir)
         self._temps: dict[Path, set[str]] = {}  # per folder: temporary files at first use
         # Entries changed in memory only (a finished poll's tallies), until the next write.
@@ -344,6 +353,9 @@ class JobRunner:
         assert entry.task_id is not None
         deadline = time.monotonic() + self.settings.poll_timeout_s
         polls = 0
+        if entry.submitted_at:  # a task of this run is polled first when it is likely done
+            wait = self.first_poll.wait_s(time.time() - _parse(entry.submitted_at))
+            await asyncio.sleep(min(wait, self.settings.poll_timeout_s))
         try:
             while True:
                 try:
@@ -351,6 +363,7 @@ class JobRunner:
                 finally:
                     polls += 1
                 if result.status == "TASK_STATUS_SUCCEED":
+                    self.first_poll.observe(result.server_duration_s)
                     break
                 if result.status == "TASK_STATUS_FAILED":
                     raise TaskFailedError(

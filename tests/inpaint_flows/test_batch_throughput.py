@@ -30,6 +30,7 @@ from inpaint_flows.models import InpaintParams, JobStatus
 from inpaint_flows.pipeline import JobRunner, JobState, RunSettings, Stage, prepare_many
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
+from tests.benchmarks.bench_support import tiny_batch
 from tests.flows.helpers import job_counts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -131,3 +132,23 @@ def test_release_large_buffers_is_idempotent() -> None:
     first = memory.release_large_buffers()
     assert memory.release_large_buffers() == first
 
+
+async def test_a_runs_later_tasks_are_polled_when_they_are_likely_done(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    # Steady tasks (0.3 s, the same tiny image): after the first few finish, the run knows how
+    # long tasks take and polls new ones first about then. Polling at once would find every
+    # task still running: two polls per job, always.
+    source = tiny_batch(tmp_path / "in", 24)
+    states = prepare_many(discover_jobs(str(source), InpaintParams(steps=1), None))
+    settings = RunSettings(
+        base_url=server.base_url, out_dir=str(tmp_path / "out"), state_dir=str(tmp_path / "st")
+    )
+    async with in_flight_gate(4, settings) as gate:
+        done = await run_jobs(states, settings, gate)
+
+    polls = [s.outcome.polls for s in done if s.outcome and s.outcome.status == "succeeded"]
+    assert len(polls) == 24
+    assert min(polls[:4]) >= 2  # nothing learnt yet: polled at once, then after `eta`
+    assert min(polls[8:]) == 1  # done when first polled (5 tasks had finished by their submit)
+    assert job_counts(server).total_polls == sum(polls)

@@ -491,6 +491,40 @@ async def test_task_result_tolerates_string_ttl_and_odd_parts() -> None:
     assert result.eta == 0.0 and result.progress_percent == 100.0
 
 
+@pytest.mark.parametrize(
+    ("debug", "seconds"),
+    [
+        pytest.param(
+            {"submit_time_ms": "1700000000000", "complete_time_ms": "1700000001250"},
+            1.25,
+            id="strings of epoch ms",
+        ),
+        pytest.param(
+            {"submit_time_ms": 1700000000000, "complete_time_ms": 1700000000400}, 0.4, id="numbers"
+        ),
+        pytest.param({"submit_time_ms": "", "complete_time_ms": ""}, None, id="empty strings"),
+        pytest.param({"submit_time_ms": "1700000000000"}, None, id="not complete yet"),
+        pytest.param(
+            {"submit_time_ms": "1700000001000", "complete_time_ms": "1700000000000"},
+            None,
+            id="completed before submitted",
+        ),
+        pytest.param({"submit_time_ms": "0", "complete_time_ms": "5"}, None, id="zero clock"),
+        pytest.param("odd", None, id="not an object"),
+    ],
+)
+async def test_task_result_reads_the_servers_own_duration(
+    debug: object, seconds: float | None
+) -> None:
+    body = {
+        "task": {"task_id": TASK_ID, "status": "TASK_STATUS_SUCCEED"},
+        "extra": {"seed": "1", "debug_info": debug},
+    }
+    async with Server(httpx.Response(200, json=body)).client() as client:
+        result = await client.get_task_result(TASK_ID)
+    assert result.server_duration_s == (pytest.approx(seconds) if seconds is not None else None)
+
+
 async def test_task_result_without_extra_or_images() -> None:
     body = {"task": {"task_id": TASK_ID, "status": "TASK_STATUS_QUEUED", "eta": None}}
     async with Server(httpx.Response(200, json=body)).client() as client:
