@@ -668,15 +668,16 @@ def _parse_task_result(data: dict[str, Any], task_id: str) -> TaskResult:
         progress_percent=_number(task.get("progress_percent")),
         images=tuple(images),
         seed=str(seed) if seed is not None and seed != "" else None,
-        server_duration_s=_server_duration(_object(extra.get("debug_info"))),
+        server_duration_s=server_duration_s(_object(extra.get("debug_info"))),
     )
 
 
 MAX_TASK_DURATION_S = 86_400.0
 
 
-def _server_duration(debug: dict[str, Any]) -> float | None:
-    """Seconds from `submit_time_ms` to `complete_time_ms`, if both are there and make sense."""
+def server_duration_s(debug: dict[str, Any]) -> float | None:
+    """Seconds from `submit_time_ms` to `complete_time_ms` of a task-result's
+    `extra.debug_info`, if both are there and make sense; else None."""
     submitted = _number(debug.get("submit_time_ms"))
     completed = _number(debug.get("complete_time_ms"))
     if submitted is None or completed is None or submitted <= 0:

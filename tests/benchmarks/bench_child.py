@@ -8,9 +8,13 @@ environment the parent sets). The last line on stdout is one JSON object with th
 
 The reference loop is what the issue asks the flow to be measured against: plain asyncio + httpx,
 one client, `concurrency` jobs at once, each job submit → poll → download with the same request
-body and the same poll rule as the pipeline (poll at once, then wait the server's `eta` clamped to
-[0.25, 10] s, 0.5 s when there is none), writing each result to a file. No ledger, no report, no
-Prefect: the floor that orchestration is compared with.
+body, writing each result to a file. No ledger, no report, no Prefect: the floor that
+orchestration is compared with. Its poll rule, by `first_poll` in the config:
+- "eta" (the issue's plain loop): poll at once, then wait the server's `eta` clamped to
+  [0.25, 10] s, 0.5 s when there is none;
+- "learned": the pipeline's own rule, so both make the same requests at the same moments and
+  the ratio is orchestration alone: the first poll waits for `inpaint_flows.polling.FirstPoll`
+  (learnt from the server's reported durations), later polls follow `eta` as above.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any
 
 import httpx
 
+from inpaint_flows.client import server_duration_s
 from inpaint_flows.models import InpaintParams
+from inpaint_flows.polling import FirstPoll
 
 SUBMIT_PATH = "/v3/async/inpainting"
 TASK_RESULT_PATH = "/v3/async/task-result"
@@ -60,6 +66,7 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
     defaults = InpaintParams.model_validate(config.get("defaults") or {})
     concurrency = int(config["concurrency"])
     gate = asyncio.Semaphore(concurrency)
+    learned = FirstPoll(MAX_POLL_S) if config.get("first_poll") == "learned" else None
     polls = 0
     job_seconds: list[float] = []
 
@@ -82,6 +89,8 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
             response.raise_for_status()
             task_id = response.json()["task_id"]
             submitted = time.monotonic()  # as the flow's report counts latency_s
+            if learned is not None:
+                await asyncio.sleep(learned.wait_s(0.0))
             while True:
                 response = await client.get(TASK_RESULT_PATH, params={"task_id": task_id})
                 polls += 1
@@ -89,6 +98,8 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
                 data = response.json()
                 status = data["task"]["status"]
                 if status == "TASK_STATUS_SUCCEED":
+                    if learned is not None:
+                        learned.observe(server_duration_s(data["extra"]["debug_info"]))
                     break
                 if status == "TASK_STATUS_FAILED":
                     raise RuntimeError(f"task {task_id} failed: {data['task'].get('reason')}")
@@ -108,6 +119,7 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(one(i, row, client) for i, row in enumerate(rows)))
     return {
         "mode": "reference",
+        "first_poll": "learned" if learned is not None else "eta",
         "jobs": len(rows),
         "makespan_s": time.monotonic() - started,
         "wall_start": wall_start,
