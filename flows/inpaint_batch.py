@@ -94,7 +94,7 @@ async def inpaint_batch(
         images_per_minute: client-side pacing to the account's limit (None: no pacing).
         chunk_size: jobs per task run, for the dashboard only (None: about 1 % of the batch,
             and at least `max_in_flight` jobs when nothing paces the batch below one job per
-            second per slot; a paced batch of up to 100 files gets one task per file);
+            second per slot; up to 20 files, or 100 when paced, one task per file);
             concurrency is `max_in_flight`.
         state_dir: where the job ledger lives (default `<out>/.inpaint-state`); share it to rerun
             on another machine.

@@ -91,6 +91,8 @@ TARGET_CHUNKS = 100
 # at 50 jobs/s cost it 11.7 s of CPU in a 30 s run, taken from the API and the flow; in chunks
 # of 50, 3.6 s (tests/benchmarks/bench_pipeline.py, overhead).
 TASK_RUNS_PER_S = 2.0
+# Batches this small get one task per file, so the dashboard names each file.
+PER_FILE_UP_TO = 20
 # Seconds a job takes at the fastest, for sizing only: the local server's lowest usual latency.
 FASTEST_JOB_S = 1.0
 
@@ -117,12 +119,15 @@ def chunk_size_for(
     - enough jobs that, at the batch's top speed (`top_jobs_per_s`), chunks finish slowly
       enough for Prefect to record them without taking CPU from the run (`TASK_RUNS_PER_S`).
 
-    A paced batch (the default 10 images/min) keeps one task per file up to 100 files; 50 jobs
-    in flight with no pacing make chunks of 50. Chunk size does not limit concurrency: the
-    in-flight gate does.
+    A batch of up to `PER_FILE_UP_TO` files keeps one task per file whatever its speed (a few
+    dozen task runs cost Prefect a second or two), and so does a paced batch (the default 10
+    images/min) of up to 100; 1,000 jobs with 50 in flight and no pacing make chunks of 50.
+    Chunk size does not limit concurrency: the in-flight gate does.
     """
     if requested:
         return max(1, requested)
+    if total <= PER_FILE_UP_TO:
+        return 1
     by_count = math.ceil(total / TARGET_CHUNKS)
     by_rate = math.ceil(
         top_jobs_per_s(max_in_flight, images_per_minute) * 2 / TASK_RUNS_PER_S - 1e-9

@@ -1,7 +1,7 @@
 """Benchmark the real batch flow against the local Novita server: pacing, overhead, polling,
 memory and a 10,000-job batch. Prints a table and JSON.
 
-    python -m tests.benchmarks.bench_pipeline                       # everything (~15 min)
+    python -m tests.benchmarks.bench_pipeline                       # everything (~27 min)
     python -m tests.benchmarks.bench_pipeline --only pacing,polling
     python -m tests.benchmarks.bench_pipeline --quick --json out.json  # tiny N (smoke test)
 

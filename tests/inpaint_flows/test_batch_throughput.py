@@ -15,6 +15,7 @@ import pytest
 
 from inpaint_flows import memory
 from inpaint_flows.batch import (
+    PER_FILE_UP_TO,
     TARGET_CHUNKS,
     TASK_RUNS_PER_S,
     chunk_size_for,
@@ -48,6 +49,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
         pytest.param(1000, None, 50, None, 50, id="unpaced, 50 in flight: chunks of 50"),
         pytest.param(100, None, 50, 120.0, 2, id="paced at 2 jobs/s: chunks of 2"),
         pytest.param(10_000, None, 50, None, 100, id="10k unpaced: still 100 chunks"),
+        pytest.param(20, None, 50, None, 1, id="20 unpaced files: one task per file"),
+        pytest.param(21, None, 50, None, 50, id="21 unpaced files, 50 in flight: one chunk"),
     ],
 )
 def test_chunk_size_bounds_task_runs_by_count_and_by_rate(
@@ -55,7 +58,7 @@ def test_chunk_size_bounds_task_runs_by_count_and_by_rate(
 ) -> None:
     got = chunk_size_for(total, requested, max_in_flight=in_flight, images_per_minute=ipm)
     assert got == size
-    if requested is None and total:
+    if requested is None and total > PER_FILE_UP_TO:
         chunks = len(chunked(list(range(total)), got))
         assert chunks <= TARGET_CHUNKS
         # At the batch's top speed, chunks finish at most TASK_RUNS_PER_S / 2 per second.
