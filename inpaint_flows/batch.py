@@ -91,6 +91,7 @@ TARGET_CHUNKS = 100
 # at 50 jobs/s cost it 11.7 s of CPU in a 30 s run, taken from the API and the flow; in chunks
 # of 50, 3.6 s (tests/benchmarks/bench_pipeline.py, overhead).
 TASK_RUNS_PER_S = 2.0
+TASKS_PER_CHUNK = 2  # load+validate, then inpaint
 # Batches this small get one task per file, so the dashboard names each file.
 PER_FILE_UP_TO = 20
 # Seconds a job takes at the fastest, for sizing only: the local server's lowest usual latency.
@@ -109,8 +110,8 @@ def chunk_size_for(
     total: int,
     requested: int | None = None,
     *,
-    max_in_flight: int = 8,
-    images_per_minute: float | None = None,
+    max_in_flight: int,
+    images_per_minute: float | None,
 ) -> int:
     """Jobs per chunk (two task runs each): the larger of two floors, or `requested`.
 
@@ -130,7 +131,7 @@ def chunk_size_for(
         return 1
     by_count = math.ceil(total / TARGET_CHUNKS)
     by_rate = math.ceil(
-        top_jobs_per_s(max_in_flight, images_per_minute) * 2 / TASK_RUNS_PER_S - 1e-9
+        top_jobs_per_s(max_in_flight, images_per_minute) * TASKS_PER_CHUNK / TASK_RUNS_PER_S
     )
     return max(1, by_count, by_rate)
 

@@ -29,7 +29,8 @@ MARGIN_S = 0.01
 class FirstPoll:
     """How long after its submit to poll a task first; shared by every job of a run."""
 
-    def __init__(self, max_wait_s: float = 10.0) -> None:
+    def __init__(self, max_wait_s: float) -> None:
+        """`max_wait_s`: the longest first wait (the run's longest poll interval)."""
         self.max_wait_s = max_wait_s
         self._durations: deque[float] = deque(maxlen=WINDOW)
         self._wait: float = 0.0

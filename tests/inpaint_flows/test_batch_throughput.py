@@ -18,6 +18,7 @@ from inpaint_flows.batch import (
     PER_FILE_UP_TO,
     TARGET_CHUNKS,
     TASK_RUNS_PER_S,
+    TASKS_PER_CHUNK,
     chunk_size_for,
     chunked,
     chunks_open_for,
@@ -61,8 +62,8 @@ def test_chunk_size_bounds_task_runs_by_count_and_by_rate(
     if requested is None and total > PER_FILE_UP_TO:
         chunks = len(chunked(list(range(total)), got))
         assert chunks <= TARGET_CHUNKS
-        # At the batch's top speed, chunks finish at most TASK_RUNS_PER_S / 2 per second.
-        assert top_jobs_per_s(in_flight, ipm) / got * 2 <= TASK_RUNS_PER_S + 1e-9
+        # At the batch's top speed, task runs end at most TASK_RUNS_PER_S per second.
+        assert top_jobs_per_s(in_flight, ipm) / got * TASKS_PER_CHUNK <= TASK_RUNS_PER_S + 1e-9
 
 
 def test_open_chunks_and_submit_slots_follow_max_in_flight() -> None:
