@@ -1,15 +1,14 @@
-"""The batch flow: discover → per chunk (load+validate → inpaint: submit/poll/download per job,
-at most `max_in_flight` jobs in flight across chunks) → report.
+"""The batch flow: discover → check names → per chunk (load+validate → inpaint) → report.
 
 Only orchestration lives here: which tasks run, in what order, how many at once. Per-job work,
-retries, pacing and idempotence live in `inpaint_flows` and are wrapped by `tasks/`.
+retries, pacing, batch-wide stops and idempotence live in `inpaint_flows` and are wrapped by
+`tasks/`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger
@@ -17,24 +16,18 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 
-from inpaint_flows.batch import (
-    BatchReport,
-    BatchSpec,
-    chunk_label,
-    chunk_size_for,
-    chunked,
-    chunks_open_for,
-    failed_names,
-    in_flight_gate,
-    load_spec,
-    save_spec,
-)
+from inpaint_flows.batch import BatchRun, open_run
+from inpaint_flows.check import with_name_problems
+from inpaint_flows.chunking import chunk_label, chunk_size_for, chunked, chunks_open_for
+from inpaint_flows.containment import crashed_chunk_outcomes
 from inpaint_flows.endpoint import resolve_endpoint
+from inpaint_flows.finalize import BatchReport
 from inpaint_flows.ledger import exclusive_use
-from inpaint_flows.memory import release_large_buffers
-from inpaint_flows.models import InpaintParams, Job, JobOutcome
-from inpaint_flows.pipeline import RunSettings
+from inpaint_flows.models import Job, JobOutcome
+from inpaint_flows.settings import BatchSettings
+from inpaint_flows.spec import failed_names, load_settings, save_settings
 from tasks.artifacts import LiveProgress, publish
+from tasks.check import check_model_names
 from tasks.discover import discover
 from tasks.inpaint import inpaint_jobs
 from tasks.prepare import load_and_validate
@@ -44,9 +37,11 @@ T = TypeVar("T")
 
 
 def _batch_run_name() -> str:
-    params = flow_run.parameters
-    name = params.get("batch_name") or Path(str(params.get("source", "batch"))).name
-    return f"inpaint {name}"
+    settings = flow_run.parameters.get("settings") or {}
+    if isinstance(settings, BatchSettings):
+        return f"inpaint {settings.name}"
+    name = settings.get("batch_name") or str(settings.get("source", "batch")).rstrip("/")
+    return f"inpaint {name.rsplit('/', 1)[-1]}"
 
 
 def _unwalked(value: T) -> T:
@@ -57,50 +52,16 @@ def _unwalked(value: T) -> T:
     return cast(T, quote(value))
 
 
-def _batch_name(source: str, batch_name: str | None) -> str:
-    return batch_name or Path(source).resolve().name or "batch"
-
-
 @flow(name="inpaint-batch", flow_run_name=_batch_run_name, log_prints=False)
 async def inpaint_batch(
-    source: str,
-    out: str = "out",
-    defaults: InpaintParams = InpaintParams(),
-    mask: str | None = None,
-    base_url: str | None = None,
-    api_key_secret: str | None = None,
-    max_in_flight: int = 8,
-    images_per_minute: float | None = 10.0,
-    chunk_size: int | None = None,
-    state_dir: str | None = None,
-    poll_timeout_s: float = 900.0,
-    request_timeout_s: float = 60.0,
-    batch_name: str | None = None,
+    settings: BatchSettings,
     only: list[str] | None = None,
     merge_report: bool = False,
 ) -> State:
-    """Inpaint every image in `source` (folder or manifest) into `out`, with a report.
+    """Inpaint every image of `settings.source` (folder or manifest) into `settings.out`.
 
     Args:
-        source: a folder (`images/` + `masks/`, or `name` + `name_mask` pairs) or a CSV/JSONL
-            manifest.
-        out: the output folder: results, `report.csv`, `report.parquet`, `index.html`.
-        defaults: the request fields for every job; manifest columns override them per row.
-        mask: one mask for every image (optional).
-        base_url: the API; empty means Novita with a key, or the bundled local server without.
-        api_key_secret: the NAME of a Prefect Secret block holding the key (else the
-            `NOVITA_API_KEY` environment variable is read when the run starts).
-        max_in_flight: jobs submitted and not yet downloaded, at most (across all chunks).
-        images_per_minute: client-side pacing to the account's limit (None: no pacing).
-        chunk_size: jobs per task run, for the dashboard only (None: about 1 % of the batch,
-            and at least `max_in_flight` jobs when nothing paces the batch below one job per
-            second per slot; up to 20 files, or 100 when paced, one task per file);
-            concurrency is `max_in_flight`.
-        state_dir: where the job ledger lives (default `<out>/.inpaint-state`); share it to rerun
-            on another machine.
-        poll_timeout_s: how long one job may wait for its remote task.
-        request_timeout_s: seconds one HTTP request may take (connect, send, each read).
-        batch_name: shown in run names and artifact keys (default: the source folder's name).
+        settings: everything the batch is asked to do (`inpaint_flows.settings.BatchSettings`).
         only: job names to run (the rest are left out of this run); used by rerun-failed.
         merge_report: merge this run's rows into the existing report instead of replacing it.
 
@@ -109,75 +70,76 @@ async def inpaint_batch(
     """
     logger = get_run_logger()
     started = time.monotonic()
-    release_large_buffers()  # image-sized buffers go back to the OS: memory stays flat
-    name = _batch_name(source, batch_name)
-    spec = BatchSpec(
-        source=source,
-        out=out,
-        defaults=defaults,
-        mask=mask,
-        base_url=base_url,
-        api_key_secret=api_key_secret,
-        images_per_minute=images_per_minute,
-        max_in_flight=max_in_flight,
-        state_dir=state_dir,
-    )
-    save_spec(spec)
+    name = settings.name
 
-    jobs: list[Job] = await discover(source, defaults, mask)
+    jobs: list[Job] = await discover(settings.source, settings.defaults, settings.mask)
     if only is not None:
         wanted = set(only)
         jobs = [job for job in jobs if job.name in wanted]
     size = chunk_size_for(
-        len(jobs), chunk_size, max_in_flight=max_in_flight, images_per_minute=images_per_minute
+        len(jobs),
+        settings.chunk_size,
+        max_in_flight=settings.max_in_flight,
+        images_per_minute=settings.images_per_minute,
     )
-    chunks = chunked(jobs, size)
-    lanes = asyncio.Semaphore(chunks_open_for(max_in_flight, size))
-    live = await LiveProgress.start(name, len(jobs))
+    lanes = asyncio.Semaphore(chunks_open_for(settings.max_in_flight, size))
 
-    ledger_dir = state_dir or str(Path(out) / ".inpaint-state")
-    with (
-        exclusive_use(ledger_dir),  # one run at a time per ledger: never two payers per job
-        resolve_endpoint(base_url, api_key_secret) as endpoint,
-    ):
-        logger.info(
-            "Batch %s: %d jobs in %d chunks of ≤%d, API %s%s",
-            name,
-            len(jobs),
-            len(chunks),
-            size,
-            endpoint.base_url,
-            " (local server started for this run)" if endpoint.local else "",
-        )
-        settings = RunSettings(
-            base_url=endpoint.base_url,
-            out_dir=out,
-            state_dir=ledger_dir,
-            api_key_secret=api_key_secret,
-            images_per_minute=images_per_minute,
-            poll_timeout_s=poll_timeout_s,
-            request_timeout_s=request_timeout_s,
-        )
+    # One run at a time per ledger (never two payers per job); only the run holding it saves
+    # the settings, so a refused second run cannot overwrite the running one's batch.json.
+    with exclusive_use(settings.ledger_dir):
+        save_settings(settings)
+        async with (
+            resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
+            open_run(settings, endpoint) as run,
+        ):
+            logger.info(
+                "Batch %s: %d jobs in chunks of ≤%d, API %s",
+                name,
+                len(jobs),
+                size,
+                endpoint.label,
+            )
+            if settings.check_names and jobs:
+                names = await check_model_names(_unwalked(jobs), _unwalked(run))
+                if names.skipped:
+                    logger.warning("Model names not checked: %s", names.skipped)
+                jobs = with_name_problems(jobs, names)
+            chunks = chunked(jobs, size)
+            live = await LiveProgress.start(name, len(jobs))
 
-        async def run_chunk(index: int, chunk: list[Job]) -> list[JobOutcome]:
-            label = chunk_label(index, len(chunks), [job.name for job in chunk])
-            async with lanes:
-                states = await load_and_validate(_unwalked(chunk), label)
-                states = await inpaint_jobs(_unwalked(states), settings, label, gate)
-            await live.advance(len(chunk))
-            return [s.outcome for s in states if s.outcome]  # only report rows stay in memory
+            async def run_chunk(index: int, chunk: list[Job], run: BatchRun) -> list[JobOutcome]:
+                label = chunk_label(index, len(chunks), [job.name for job in chunk])
+                async with lanes:
+                    states = await load_and_validate(_unwalked(chunk), label)
+                    states = await inpaint_jobs(_unwalked(states), _unwalked(run), label)
+                await live.advance(len(chunk))
+                return [s.outcome for s in states if s.outcome]  # only report rows stay
 
-        async with in_flight_gate(max_in_flight, settings) as gate:
-            results = await asyncio.gather(*(run_chunk(i, c) for i, c in enumerate(chunks)))
+            results = await asyncio.gather(
+                *(run_chunk(i, c, run) for i, c in enumerate(chunks)), return_exceptions=True
+            )
+            api = endpoint.label
+            stop = run.halt.stop
 
-    outcomes: list[JobOutcome] = [outcome for chunk in results for outcome in chunk]
+    # A chunk whose task failed after its retries still gives one row per input.
+    outcomes: list[JobOutcome] = []
+    for chunk, result in zip(chunks, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result  # cancellation and interrupts are not a chunk's failure
+            logger.error("A chunk failed after its retries: %s", result)
+            outcomes += crashed_chunk_outcomes(chunk, result, api=api)
+        else:
+            outcomes += result
     report: BatchReport = await write_report(
-        _unwalked(outcomes), out, f"Inpainting: {name}", merge_report
+        _unwalked(outcomes), settings.out, f"Inpainting: {name}", merge_report, api
     )
     await publish(_unwalked(report), name, time.monotonic() - started)
 
     counts = ", ".join(f"{n} {status}" for status, n in report.summary.counts.items() if n)
     message = f"{len(outcomes)} jobs this run ({counts or 'nothing to do'}); report: {report.csv}"
+    if stop is not None:
+        message = f"Batch stopped ({stop.reason}): {stop.message} {message}"
     if report.failed:
         return Failed(
             message=f"{report.failed} of {len(report.outcomes)} failed: {message}", data=report
@@ -187,25 +149,15 @@ async def inpaint_batch(
 
 @flow(name="rerun-failed", flow_run_name="rerun failed of {report}")
 async def rerun_failed(report: str, api_key_secret: str | None = None) -> State:
-    """Redo the failed and invalid rows of `report` (after inputs were fixed) and merge them.
+    """Redo the failed, invalid and not-submitted rows of `report` and merge them into it.
 
-    The batch's settings come from the `batch.json` saved beside the report. Rows that had
-    succeeded are not touched; a failed row whose remote task is still alive is polled, not paid
-    for again (the ledger decides, as in every run).
+    Every setting of the batch comes from the `batch.json` saved beside the report. Rows that
+    had succeeded are not touched; a failed row whose remote task is still alive is polled, not
+    paid for again (the ledger decides, as in every run).
     """
-    spec = load_spec(report)
-    names = failed_names(report)
+    settings = load_settings(report)
+    if api_key_secret:
+        settings = settings.replace(api_key_secret=api_key_secret)
     return await inpaint_batch(
-        source=spec.source,
-        out=spec.out,
-        defaults=spec.defaults,
-        mask=spec.mask,
-        base_url=spec.base_url,
-        api_key_secret=api_key_secret or spec.api_key_secret,
-        max_in_flight=spec.max_in_flight,
-        images_per_minute=spec.images_per_minute,
-        state_dir=spec.state_dir,
-        only=names,
-        merge_report=True,
-        return_state=True,
+        settings=settings, only=failed_names(report), merge_report=True, return_state=True
     )

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from inpaint_flows.batch import FAILED_STATUSES, BatchReport
-from inpaint_flows.models import JobOutcome, JobStatus
+from inpaint_flows.finalize import BatchReport
+from inpaint_flows.models import RERUN_STATUSES, JobOutcome, JobStatus
 
 ARTIFACT_KEY_RE = re.compile(r"[^a-z0-9-]+")
 TABLE_COLUMNS = (
@@ -72,6 +72,11 @@ def summary_markdown(
     lines += ["| status | jobs |", "|---|---:|"]
     lines += [f"| {status.value} | {n} |" for status, n in s.counts.items() if n]
     lines += [f"| **total** | **{s.total}** |", ""]
+    if report.api:
+        lines += [f"- **API:** {report.api}"]
+    limited = sum(o.rate_limited for o in report.outcomes)
+    if limited:
+        lines += [f"- **429s met:** {limited} (each waited for its turn; none failed a job)"]
 
     new = finished_this_run(report.outcomes, started_at) if started_at else []
     skipped = s.counts.get(JobStatus.SKIPPED_ALREADY_DONE, 0)
@@ -90,7 +95,7 @@ def summary_markdown(
     if s.top_reasons:
         examples: dict[str, JobOutcome] = {}
         for o in report.outcomes:
-            if o.status in FAILED_STATUSES:
+            if o.status in RERUN_STATUSES:
                 examples.setdefault(o.reason or "UNKNOWN", o)
         lines += ["", "## Top failure reasons", "", "| reason | jobs | e.g. |", "|---|---:|---|"]
         for reason, count in s.top_reasons:
@@ -131,7 +136,7 @@ def _cell(text: str) -> str:
 
 def report_table(report: BatchReport, limit: int = 500) -> list[dict[str, Any]]:
     """Rows for the table artifact: failures first, capped so the UI stays quick."""
-    rows = sorted(report.outcomes, key=lambda o: (o.status not in FAILED_STATUSES, o.name))
+    rows = sorted(report.outcomes, key=lambda o: (o.status not in RERUN_STATUSES, o.name))
     table = []
     for o in rows[:limit]:
         data = o.model_dump(mode="json")

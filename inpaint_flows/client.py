@@ -7,7 +7,8 @@ retried is decided in one place, `classify`:
     ===================================  ==========================  ==========================
     failure                              submit (POST, paid)         GETs and downloads
     ===================================  ==========================  ==========================
-    429                                  retry (Retry-After)         retry (Retry-After)
+    429                                  wait for the pacer, retry   retry after backoff
+                                         (not an attempt)            (not an attempt)
     5xx with a Novita error body         retry                       retry
     502 / 504 without a Novita body      SubmitOutcomeUnknown        retry
     400 / 401 / 403 / 404 / other 4xx    never                       never (download 403/404/
@@ -20,6 +21,12 @@ retried is decided in one place, `classify`:
     too many redirects
     2xx without a task id / empty image  SubmitOutcomeUnknown        retry (download)
     ===================================  ==========================  ==========================
+
+A 429 never uses up a request's attempts: it means "not now", so the request waits (a submit
+for the run's pacer, which slows the whole run down, `pacing.RateLimiter.rate_limited`) and is
+sent again, for at most `RetryPolicy.rate_limit_patience_s` in all. Answers that concern the
+account (refused key, no balance, unknown model) and a streak of connection failures stop the
+batch's new submits through the run's `BatchHalt` (`inpaint_flows.halt`).
 
 A submit costs money, so once its bytes may have reached the server, a lost answer is not
 retried: a second POST could create a second paid task. The caller gets `SubmitOutcomeUnknown`
@@ -47,6 +54,7 @@ from typing import Any, Self, cast
 import httpx
 from pydantic import SecretStr
 
+from inpaint_flows.contract import TASK_STATUSES, TaskStatus
 from inpaint_flows.errors import (
     AuthError,
     ConfigError,
@@ -60,7 +68,8 @@ from inpaint_flows.errors import (
     TaskNotFoundError,
     TransportError,
 )
-from inpaint_flows.models import InpaintParams, ResultImage, TaskResult, TaskStatus
+from inpaint_flows.halt import RATE_LIMITED_TOO_LONG, UNREACHABLE, BatchHalt
+from inpaint_flows.models import InpaintParams, ResultImage, TaskResult
 from inpaint_flows.pacing import RateLimiter
 
 __all__ = [
@@ -79,9 +88,7 @@ SUBMIT_PATH = "/v3/async/inpainting"
 TASK_RESULT_PATH = "/v3/async/task-result"
 MODELS_PATH = "/v3/model"
 
-_TASK_STATUSES: frozenset[str] = frozenset(
-    ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED")
-)
+_TASK_STATUSES: frozenset[str] = frozenset(TASK_STATUSES)
 _AUTH_REASONS = frozenset(("MISSING_API_KEY", "INVALID_API_KEY", "BILLING_AUTH_FAILED"))
 # Failures raised before any byte of the request reached the server: safe to resend a POST.
 _NEVER_SENT: tuple[type[Exception], ...] = (
@@ -119,6 +126,8 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 30.0
     jitter: bool = True
+    # How long one request may keep meeting 429s before the batch gives up waiting.
+    rate_limit_patience_s: float = 900.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -158,6 +167,7 @@ class SubmitResponse:
 
     task_id: str
     attempts: int
+    rate_limited: int = 0  # 429s this submit met before it was accepted
 
 
 class _Kind(enum.Enum):
@@ -229,6 +239,8 @@ class NovitaClient:
         timeout: Seconds for each of connect, read, write and pool acquisition.
         retry: The retry policy for every request; `RetryPolicy()` when None.
         limiter: Paces submits by images per minute; told about 429s so others back off too.
+        halt: The run's batch-wide stop: told about account errors and connection failures,
+            and checked before every submit attempt.
         connections: Connections to the API, at most, all kept open between requests: as many
             as requests that run at once (a batch's in-flight limit). None keeps httpx's
             default (100 at once, 20 kept open), which with more than 20 jobs in flight closes
@@ -245,6 +257,7 @@ class NovitaClient:
         retry: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
         connections: int | None = None,
+        halt: BatchHalt | None = None,
     ) -> None:
         self.base_url = _checked_base_url(base_url)
         self._key = _checked_key(api_key)
@@ -253,6 +266,7 @@ class NovitaClient:
         )
         self.retry = retry or RetryPolicy()
         self.limiter = limiter
+        self.halt = halt or BatchHalt()
         self.stats = ClientStats()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -303,7 +317,7 @@ class NovitaClient:
             },
         }
         what = f"Submitting an inpainting task (POST {SUBMIT_PATH})"
-        response, attempts = await self._send(
+        response, attempts, limited = await self._send(
             _Kind.SUBMIT, "POST", SUBMIT_PATH, what=what, json=body, images=params.image_num
         )
         data = _json_object(response)
@@ -319,13 +333,15 @@ class NovitaClient:
                 )
             )
         self.stats.submits += 1
-        return SubmitResponse(task_id=task_id, attempts=attempts)
+        if self.limiter is not None:
+            self.limiter.accepted()
+        return SubmitResponse(task_id=task_id, attempts=attempts, rate_limited=limited)
 
     async def get_task_result(self, task_id: str) -> TaskResult:
         """The task's status, and its result images once it succeeded."""
         self.stats.polls += 1
         what = f"Getting the result of task {task_id}"
-        response, _ = await self._send(
+        response, _, _ = await self._send(
             _Kind.API_GET, "GET", TASK_RESULT_PATH, what=what, params={"task_id": task_id}
         )
         data = _json_object(response)
@@ -339,7 +355,7 @@ class NovitaClient:
     async def download(self, url: str) -> bytes:
         """Fetch a result image from its signed URL; no API key is sent with it."""
         what = f"Downloading result image {_public_url(url)}"
-        response, _ = await self._send(_Kind.DOWNLOAD, "GET", url, what=what)
+        response, _, _ = await self._send(_Kind.DOWNLOAD, "GET", url, what=what)
         self.stats.downloads += 1
         return response.content
 
@@ -356,7 +372,7 @@ class NovitaClient:
         models: list[dict[str, Any]] = []
         seen: set[str] = set()
         while True:
-            response, _ = await self._send(
+            response, _, _ = await self._send(
                 _Kind.API_GET, "GET", MODELS_PATH, what="Listing models", params=params
             )
             data = _json_object(response) or {}
@@ -383,16 +399,24 @@ class NovitaClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         images: int = 0,
-    ) -> tuple[httpx.Response, int]:
-        """Send one request under the retry policy; returns the 2xx response and attempts made."""
+    ) -> tuple[httpx.Response, int, int]:
+        """Send one request under the retry policy.
+
+        Returns the 2xx response, the attempts made (429s not counted) and the 429s met.
+        """
         attempt = 0
+        limited = 0
+        limited_since: float | None = None
+        loop = asyncio.get_running_loop()
         while True:
-            attempt += 1
-            if images and self.limiter is not None:
-                await self.limiter.acquire(images)
-            self.stats.requests += 1
             if kind is _Kind.SUBMIT:
+                self.halt.check()  # a batch-wide fault: this submit is not sent at all
+                if images and self.limiter is not None:
+                    await self.limiter.acquire(images)
+                self.halt.check()
                 self.stats.attempts += 1
+            attempt += 1
+            self.stats.requests += 1
             error: InpaintFlowsError
             retry_after: float | None = None
             try:
@@ -408,18 +432,53 @@ class NovitaClient:
                 # Translated, then raised outside this block so the httpx exception (whose
                 # request holds the Authorization header) is neither cause nor context.
                 error = _transport_error(exc, kind, what=what, secret=self._key)
+                if kind is not _Kind.DOWNLOAD and isinstance(
+                    error, TransportError | SubmitOutcomeUnknown
+                ):
+                    self.halt.connection_failed(error.reason)
             else:
                 _unbind_stream(response)
+                if kind is not _Kind.DOWNLOAD:
+                    self.halt.answered()
                 if response.is_success and (kind is not _Kind.DOWNLOAD or response.content):
-                    return response, attempt
+                    return response, attempt, limited
                 error, retry_after = _status_error(response, kind, what=what, secret=self._key)
-            delay = self.retry.delay(attempt, retry_after)
+                if kind is not _Kind.DOWNLOAD and isinstance(error, NovitaError):
+                    self.halt.api_error(error)
             if isinstance(error, RateLimitedError):
+                # "Not now": wait and send again; it does not use up an attempt.
                 self.stats.rate_limited += 1
+                limited += 1
+                attempt -= 1
+                now = loop.time()
+                limited_since = now if limited_since is None else limited_since
+                if now - limited_since > self.retry.rate_limit_patience_s:
+                    self.halt.halt(
+                        RATE_LIMITED_TOO_LONG,
+                        f"{error.message} The API kept answering 429 for "
+                        f"{now - limited_since:.0f} s. New submits stopped: lower "
+                        "images_per_minute (or `inpaint-flows limits`), then rerun the same "
+                        "command: nothing is paid twice.",
+                    )
+                    raise error
                 if kind is _Kind.SUBMIT and self.limiter is not None:
-                    # The image window is full: everyone sharing the limiter waits, not just us.
-                    self.limiter.penalize(delay)
-            if not classify(error) or attempt >= self.retry.max_attempts:
+                    # The account's window is full: the whole run slows down, and this submit
+                    # waits for its next slot (in `acquire` above).
+                    wait = self.limiter.rate_limited(retry_after)
+                    logger.info("%s: 429; the run now paces at %s/min", what, self.limiter.rate)
+                    if retry_after is None:
+                        continue
+                    await _sleep(min(wait, self.retry.max_delay))
+                    continue
+                await _sleep(self.retry.delay(limited, retry_after))
+                continue
+            delay = self.retry.delay(attempt, retry_after)
+            stopped = self.halt.stop
+            if (
+                not classify(error)
+                or attempt >= self.retry.max_attempts
+                or (stopped is not None and stopped.reason == UNREACHABLE)
+            ):
                 if attempt > 1:
                     error.args = (f"{error} (gave up after {attempt} attempts)",)
                 raise error

@@ -28,6 +28,7 @@ AUTOMATION_FILE = REPO_ROOT / "deployments" / "automation-failed-run.yaml"
 NIGHTLY = "nightly"
 RERUN_FAILED = "rerun-failed"
 PATH_PARAMETERS = ("source", "out", "mask", "state_dir", "report")
+SETTINGS = "settings"  # the batch flow's one parameter (`BatchSettings`)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,10 @@ def load_specs(prefect_file: str | Path = PREFECT_FILE) -> list[DeploymentSpec]:
 
 
 def _absolute(parameters: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """Paths among `parameters` (and among its batch settings) made absolute against `root`."""
     out = dict(parameters)
+    if isinstance(out.get(SETTINGS), Mapping):
+        out[SETTINGS] = _absolute(out[SETTINGS], root)
     for key in PATH_PARAMETERS:
         value = out.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
@@ -129,9 +133,11 @@ def apply_options(
         params = _absolute(spec.parameters, REPO_ROOT)
         schedules = spec.schedules
         if spec.name == NIGHTLY:
-            params.update(cli)
+            batch = dict(params.get(SETTINGS) or {})
+            batch.update(cli)
             if options.api_key_secret is not None:
-                params["api_key_secret"] = options.api_key_secret or None
+                batch["api_key_secret"] = options.api_key_secret or None
+            params[SETTINGS] = batch
             if options.cron or options.timezone:
                 base = schedules[0] if schedules else ScheduleSpec(cron="0 2 * * *")
                 schedules = (

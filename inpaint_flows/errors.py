@@ -16,7 +16,8 @@
         ├── SubmitOutcomeUnknown   a submit was sent but no answer came: a task may exist
         ├── TaskFailedError        the task ended TASK_STATUS_FAILED (has reason)
         ├── PollTimeoutError       the task did not finish within the poll budget
-        └── DownloadError          a result image could not be fetched or is not an image
+        ├── DownloadError          a result image could not be fetched or is not an image
+        └── BatchStoppedError      not sent: a batch-wide fault stopped new submits
 
 Each error has a `reason` token (Novita's, or our own in the same style) that goes into the
 report, and a message that says which file or task, what happened and what to do. No message
@@ -145,6 +146,15 @@ class DownloadError(NovitaError):
     @property
     def retryable(self) -> bool:
         return self._retryable
+
+
+class BatchStoppedError(NovitaError):
+    """A job was not submitted because the batch stopped (auth, balance, unreachable, ...).
+
+    Its `reason` is the cause's (e.g. BILLING_BALANCE_NOT_ENOUGH); nothing was paid for it.
+    """
+
+    reason = "BATCH_STOPPED"
 
 
 def _rebuild(

@@ -61,7 +61,11 @@ class _Missing:
 
 
 def write_gallery(
-    outcomes: Iterable[JobOutcome], out_dir: StrPath, *, title: str = "Inpaint Flows gallery"
+    outcomes: Iterable[JobOutcome],
+    out_dir: StrPath,
+    *,
+    title: str = "Inpaint Flows gallery",
+    api: str | None = None,
 ) -> Path:
     """Write `index.html` (atomically) and its thumbnails into `out_dir`; return the page path.
 
@@ -69,6 +73,7 @@ def write_gallery(
         outcomes: the report rows, shown in this order.
         out_dir: the batch's output folder; thumbnails go to `out_dir/_thumbs/`.
         title: the page title and heading (escaped, any text is fine).
+        api: which API produced this run's results, shown under the title.
     """
     root = Path(out_dir)
     rows = list(outcomes)
@@ -77,7 +82,8 @@ def write_gallery(
     page = _PAGE.format(
         title=_esc(title),
         css=_CSS,
-        summary=_summary_html(rows),
+        summary=(f'<p class="api">Results by: {_esc(api)}</p>' if api else "")
+        + _summary_html(rows),
         rows="\n".join(body) or _EMPTY_ROW,
     )
     path = atomic_write_text(root / INDEX_NAME, page)

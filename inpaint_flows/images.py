@@ -27,7 +27,7 @@ Decisions, in one place:
   to apply is sent byte for byte. Anything else is re-encoded after orientation and conversion:
   masks and lossless images as PNG, images decoded from JPEG as JPEG quality 95 (4:4:4), because
   a rotated phone photo re-encoded as PNG can pass 30 MB.
-- The 30 MB limit applies to the bytes sent before base64, as `novita_local.contract` states.
+- The 30 MB limit applies to the bytes sent before base64, as `inpaint_flows.contract` states.
 - Masks: soft values are allowed; a mask is empty when no pixel is above 1 (of 255) after
   `inpainting_mask_invert`. An all-white mask is allowed (it repaints everything).
 """
@@ -40,15 +40,16 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inpaint_flows.contract import MAX_IMAGE_BYTES, MAX_PIXELS
 from inpaint_flows.errors import ImageError, InputError, MaskError
 from inpaint_flows.jobs import problem_error
 from inpaint_flows.models import Job, PreparedJob, job_key_for
-from novita_local.contract import MAX_IMAGE_BYTES, MAX_PIXELS
+from inpaint_flows.pixels import gray_u8, is_wide, mask_luminance
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -58,7 +59,6 @@ __all__ = [
     "load_image",
     "load_mask",
     "mask_coverage",
-    "normalise_mask",
     "normalise_rgb",
     "prepare_job",
     "validate_result_image",
@@ -68,7 +68,6 @@ ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")  # sent as they are
 CONVERTED_FORMATS: tuple[str, ...] = ("BMP", "TIFF", "GIF")  # read, then sent as PNG
 _DECODERS = [*ACCEPTED_FORMATS, *CONVERTED_FORMATS]
 EMPTY_MASK_LEVEL = 1  # a mask whose every pixel is <= this (of 255) repaints nothing
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 _ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that turn the picture by 90 degrees
 _FORMATS_TEXT = "PNG, JPEG or WEBP (BMP, TIFF and GIF are converted)"
@@ -122,7 +121,7 @@ def load_mask(
     here: `prepare_job` compares it with the image.
     """
     with _open(Path(path), _MASK, max_pixels) as img:
-        mask = normalise_mask(_orient_mask(img, image_size, image_orientation))
+        mask = mask_luminance(_orient_mask(img, image_size, image_orientation))
         return mask.copy() if mask is img else mask
 
 
@@ -272,27 +271,11 @@ def normalise_rgb(img: Image.Image) -> Image.Image:
     """`img` as 8-bit RGB: alpha dropped, palette expanded, CMYK converted, 16-bit scaled."""
     if img.mode == "RGB":
         return img
-    if img.mode in _SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
-        return Image.fromarray(_gray_u8(img), "L").convert("RGB")
+    if is_wide(img):
+        return Image.fromarray(gray_u8(img), "L").convert("RGB")
     if img.has_transparency_data and img.mode not in ("RGBA", "LA"):
         img = img.convert("RGBA")  # palette/transparency keys: avoid Pillow's lossy shortcut
     return img.convert("RGB")
-
-
-def normalise_mask(img: Image.Image) -> Image.Image:
-    """`img` as an "L" mask: its alpha when some pixel is not opaque, else its luminance.
-
-    The same rule as the local server (`novita_local.inpaint.mask_array`), so a mask means the
-    same thing whether it is checked here or applied there.
-    """
-    if img.has_transparency_data:
-        alpha = img.convert("RGBA").getchannel("A")
-        low, _ = alpha.getextrema()
-        if isinstance(low, int | float) and low < 255:
-            return alpha
-    if img.mode == "L":
-        return img
-    return Image.fromarray(_gray_u8(img), "L")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,7 +507,7 @@ def _mask_plan(raw: Image.Image, image_size: tuple[int, int], image_orientation:
     as_is = raw.format in (*ACCEPTED_FORMATS, "MPO") and plain_luminance and turn == 1
 
     def build(img: Image.Image) -> Image.Image:
-        return normalise_mask(_transpose(img, turn))
+        return mask_luminance(_transpose(img, turn))
 
     return _Plan(as_is=as_is, turn=turn, build=build, save=_save_png)
 
@@ -586,16 +569,6 @@ def _check_not_empty(job: Job, mask_path: Path, mask: Image.Image) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _gray_u8(img: Image.Image) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """Greyscale 8-bit pixels; 16-bit and unbounded modes scaled by 1/257 (server's rule)."""
-    if img.mode in _SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
-        values = np.asarray(img, dtype=np.float64)
-        wide = img.mode in _SIXTEEN_BIT_MODES or (values.size > 0 and values.max() > 255)
-        scaled = values / 257.0 if wide else values
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return np.asarray(img.convert("L"))
 
 
 def _sha256(path: Path) -> str:

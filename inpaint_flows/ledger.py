@@ -44,7 +44,7 @@ class LedgerEntry(BaseModel):
     - succeeded: `outputs` (relative to the output dir) are complete; nothing more to do.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     job_key: str
     name: str
@@ -62,6 +62,10 @@ class LedgerEntry(BaseModel):
     output_stem: str | None = None  # the stem `outputs` were named from (None: older entries)
     reason: str | None = None
     message: str | None = None
+
+    def evolve(self, **changes: object) -> LedgerEntry:
+        """A copy with `changes`, validated: an unknown or mistyped field is an error."""
+        return LedgerEntry.model_validate({**dict(self), **changes})
 
 
 class Ledger:

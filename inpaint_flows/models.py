@@ -10,65 +10,80 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from novita_local.contract import SAMPLERS as SAMPLERS  # re-exported: one list for both sides
-
-DEFAULT_MODEL = "realisticVisionV40_v40VAE-inpainting_81543.safetensors"
-
-ImageType = Literal["png", "webp", "jpeg"]
+from inpaint_flows.contract import (
+    DEFAULT_MODEL,
+    FINAL_TASK_STATUSES,
+    MAX_EMBEDDINGS,
+    MAX_LORAS,
+    CheckpointName,
+    ClipSkip,
+    FullRes,
+    FullResPadding,
+    GuidanceScale,
+    ImageNum,
+    MaskBlur,
+    MaskInvert,
+    ModelRef,
+    NoiseMultiplier,
+    Prompt,
+    ResponseImageType,
+    SamplerName,
+    Seed,
+    Steps,
+    Strength,
+    TaskStatus,
+)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def evolve(self, **changes: Any) -> Self:
+        """A copy with `changes`, validated like a new record: a misspelt or mistyped field is
+        an error (`model_copy(update=...)` would accept both silently)."""
+        return type(self).model_validate({**dict(self), **changes})
+
 
 class LoRA(_Frozen):
-    model_name: str
-    strength: float = Field(ge=0, le=1)
+    model_name: ModelRef
+    strength: Strength
 
 
 class Embedding(_Frozen):
-    model_name: str
+    model_name: ModelRef
 
 
 class InpaintParams(_Frozen):
     """Every request field of `POST /v3/async/inpainting` except the two images.
 
-    Defaults are the values of the project's original example request. Ranges mirror the
-    contract, so a bad batch default is refused before anything is paid for.
+    Defaults are the values of the project's original example request. Each field's type and
+    range is the contract's (`inpaint_flows.contract`), the same the local server checks, so a
+    bad batch default or manifest value is refused before anything is paid for.
     """
 
-    model_name: str = DEFAULT_MODEL
-    prompt: str = Field(default="a clean, natural background", min_length=1, max_length=1024)
-    negative_prompt: str | None = Field(
-        default="blurry, low quality, artifacts", min_length=1, max_length=1024
-    )
-    image_num: int = Field(default=1, ge=1, le=8)
-    steps: int = Field(default=25, ge=1, le=100)
-    guidance_scale: float = Field(default=7.5, ge=1, le=30)
-    sampler_name: str = "Euler a"
-    seed: int = Field(default=-1, ge=-1)
-    mask_blur: int | None = Field(default=1, ge=0, le=64)
-    sd_vae: str | None = None
-    loras: tuple[LoRA, ...] | None = Field(default=None, max_length=5)
-    embeddings: tuple[Embedding, ...] | None = Field(default=None, max_length=5)
-    clip_skip: int | None = Field(default=1, ge=1, le=12)
-    strength: float | None = Field(default=0.85, ge=0, le=1)
-    inpainting_full_res: Literal[0, 1] = 1
-    inpainting_full_res_padding: int = Field(default=32, ge=0, le=256)
-    inpainting_mask_invert: Literal[0, 1] = 0
-    initial_noise_multiplier: float = Field(default=1.0, ge=0, le=1.5)
-    response_image_type: ImageType = "png"
-
-    @field_validator("sampler_name")
-    @classmethod
-    def _known_sampler(cls, value: str) -> str:
-        if value not in SAMPLERS:
-            raise ValueError(f"unknown sampler {value!r}; allowed: {', '.join(SAMPLERS)}")
-        return value
+    model_name: CheckpointName = DEFAULT_MODEL
+    prompt: Prompt = "a clean, natural background"
+    negative_prompt: Prompt | None = "blurry, low quality, artifacts"
+    image_num: ImageNum = 1
+    steps: Steps = 25
+    guidance_scale: GuidanceScale = 7.5
+    sampler_name: SamplerName = "Euler a"
+    seed: Seed = -1
+    mask_blur: MaskBlur | None = 1
+    sd_vae: ModelRef | None = None
+    loras: tuple[LoRA, ...] | None = Field(default=None, max_length=MAX_LORAS)
+    embeddings: tuple[Embedding, ...] | None = Field(default=None, max_length=MAX_EMBEDDINGS)
+    clip_skip: ClipSkip | None = 1
+    strength: Strength | None = 0.85
+    inpainting_full_res: FullRes = 1
+    inpainting_full_res_padding: FullResPadding = 32
+    inpainting_mask_invert: MaskInvert = 0
+    initial_noise_multiplier: NoiseMultiplier = 1.0
+    response_image_type: ResponseImageType = "png"
 
     def request_fields(self) -> dict[str, Any]:
         """The `request` object's fields (without images), unset optionals left out."""
@@ -91,7 +106,14 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     INVALID = "invalid"
     SKIPPED_ALREADY_DONE = "skipped-already-done"
+    # Never sent (nothing paid): a batch-wide fault (auth, balance, unreachable API) or an
+    # interruption stopped new submits first. Rerunning sends it.
+    NOT_SUBMITTED = "not-submitted"
     PENDING = "pending"  # never written to a final report: a job not reached yet
+
+
+# Rows that rerun-failed redoes, that fail a run, and that the summary counts as failures.
+RERUN_STATUSES = frozenset({JobStatus.FAILED, JobStatus.INVALID, JobStatus.NOT_SUBMITTED})
 
 
 class Job(_Frozen):
@@ -137,11 +159,6 @@ def job_key_for(image_sha256: str, mask_sha256: str, params: InpaintParams) -> s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-TaskStatus = Literal[
-    "TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"
-]
-
-
 class ResultImage(_Frozen):
     image_url: str
     image_url_ttl: int | None = None
@@ -164,29 +181,35 @@ class TaskResult(_Frozen):
 
     @property
     def done(self) -> bool:
-        return self.status in ("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED")
+        return self.status in FINAL_TASK_STATUSES
 
 
 class JobOutcome(_Frozen):
-    """One report row: what was asked for one input and what happened."""
+    """One report row: what was asked for one input and what happened.
+
+    Fields are in report order (who, what happened, inputs, the task); the report's columns are
+    derived from them (`inpaint_flows.report`), `params` becoming one `param_*` column per field.
+    """
 
     name: str
+    status: JobStatus
+    reason: str | None = None  # Novita reason token, or our own token for local errors
+    message: str | None = None  # a sentence for a person: what happened and what to do
     image_path: str
     mask_path: str | None
-    status: JobStatus
-    params: InpaintParams
-    job_key: str | None = None
     width: int | None = None
     height: int | None = None
     mask_coverage_pct: float | None = None
+    job_key: str | None = None
     task_id: str | None = None
-    reason: str | None = None  # Novita reason token, or our own token for local errors
-    message: str | None = None  # a sentence for a person: what happened and what to do
     attempts: int = 0  # HTTP attempts across submit retries
     submits: int = 0  # submits that created a (paid) task, across runs
     polls: int = 0
+    rate_limited: int = 0  # 429s this job's submits met (each waited, none failed the job)
     submitted_at: str | None = None  # ISO 8601 UTC
     finished_at: str | None = None
     latency_s: float | None = None
     seed_used: str | None = None
     outputs: tuple[str, ...] = ()
+    api: str | None = None  # which API produced this row, e.g. "local (OpenCV) http://..."
+    params: InpaintParams

@@ -13,21 +13,32 @@ does; Novita does not say): no window of ``60 / safety`` seconds may hold more t
 keeps them under it); multi-image requests can, because e.g. three 4-image requests evenly spaced
 at 10 images/min land 24.5 s apart, and a 60 s window then sees 12 images.
 
-Reservations are made under a `threading.Lock` and the wait happens outside it with
-`asyncio.sleep`, so one limiter can serve tasks running in different threads and event loops
-(Prefect runs task runs that way), which is why `shared_limiter` hands out one per key.
+A 429 without `Retry-After` (Novita sends none) slows the whole run, not just the job that met
+it: `rate_limited` lowers the pace multiplicatively (x`DECREASE`) and holds every submit back for
+one slot of the new pace; each accepted submit then raises the pace a little
+(`RECOVER` of the configured limit) until it is back at the configured limit. Two runs sharing
+one account's limit thus settle near half of it each instead of failing jobs. A run with no
+limit of its own starts pacing at its recent rate on its first 429.
+
+One limiter belongs to one run and its event loop: reservations are plain code with no await
+inside, so they need no lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 Clock = Callable[[], float]
+
+# After a 429 without Retry-After: the pace drops to this fraction, and each accepted submit
+# gives back this fraction of the configured limit; never below MIN_RATE images per minute.
+DECREASE = 0.7
+RECOVER = 0.05
+MIN_RATE = 1.0
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -65,12 +76,12 @@ class RateLimiter:
         self.images_per_minute = images_per_minute
         self.burst = burst
         self.safety = safety
-        self.interval: float | None = (
-            None if images_per_minute is None else 60.0 / (images_per_minute * safety)
-        )
+        # The pace in force: the configured limit, lowered after 429s and recovering.
+        self.rate: float | None = images_per_minute
+        self.rate_limited_count = 0
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
+        self._recent: deque[float] = deque()  # send times of the last 60 s (for a first 429)
         # Theoretical arrival time: when the slot after the last reserved one becomes free.
         self._tat = -math.inf
         # Reserved sends (start time, images) that may still be in a window, oldest first.
@@ -85,37 +96,48 @@ class RateLimiter:
             f"safety={self.safety})"
         )
 
+    @property
+    def interval(self) -> float | None:
+        """Seconds between image slots at the pace in force (None: not paced)."""
+        return None if self.rate is None else 60.0 / (self.rate * self.safety)
+
     def reserve(self, n: int = 1) -> float:
         """Reserve `n` image slots now; returns how many seconds to wait before sending."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n!r}")
-        if self.interval is None:
+        interval = self.interval
+        now = self._clock()
+        if interval is None:
+            self._remember(now, n)
             return 0.0
-        with self._lock:
-            now = self._clock()
-            base = max(self._tat, now)
-            start = max(now, base - (self.burst - 1) * self.interval, self._last_start)
-            start = self._window_start(start, n)
-            self._sends.append((start, n))
-            self._in_window += n
-            self._last_start = start
-            self._tat = max(base, start) + n * self.interval
+        base = max(self._tat, now)
+        start = max(now, base - (self.burst - 1) * interval, self._last_start)
+        start = self._window_start(start, n)
+        self._sends.append((start, n))
+        self._in_window += n
+        self._last_start = start
+        self._tat = max(base, start) + n * interval
         return start - now
+
+    def _remember(self, now: float, n: int) -> None:
+        while self._recent and self._recent[0] <= now - 60.0:
+            self._recent.popleft()
+        self._recent.extend([now] * n)
 
     def _window_start(self, earliest: float, n: int) -> float:
         """The first time >= `earliest` at which `n` more images keep every window in limit."""
-        assert self.images_per_minute is not None
+        assert self.rate is not None
         # Starts only move forward, so a send that left the window for `earliest` left for good.
         while self._sends and self._sends[0][0] <= earliest - self._window:
             self._in_window -= self._sends.popleft()[1]
-        if self._in_window + n <= self.images_per_minute:
+        if self._in_window + n <= self.rate:
             return earliest
         freed = 0
         start = earliest
         for stamp, count in self._sends:
             freed += count
             start = stamp + self._window
-            if self._in_window - freed + n <= self.images_per_minute:
+            if self._in_window - freed + n <= self.rate:
                 break
         # (A request larger than the limit goes alone, once the window is empty.)
         return max(earliest, start)
@@ -129,31 +151,45 @@ class RateLimiter:
     def penalize(self, seconds: float) -> None:
         """Push the next free slot to at least `seconds` from now, with no burst credit.
 
-        Called after a 429: the server's window is full, so nobody sharing this limiter should
-        send before the server's Retry-After (or the client's backoff) has passed.
+        Called after a 429 with `Retry-After`: the server's window is full, so nobody sharing
+        this limiter should send before then.
         """
-        if self.interval is None or not seconds > 0:
+        interval = self.interval
+        if not seconds > 0:
             return
-        with self._lock:
-            earliest = self._clock() + seconds
-            # `reserve` lets a slot start up to (burst - 1) intervals before the arrival time.
-            self._tat = max(self._tat, earliest + (self.burst - 1) * self.interval)
+        if interval is None:
+            interval = 0.0
+        earliest = self._clock() + seconds
+        # `reserve` lets a slot start up to (burst - 1) intervals before the arrival time.
+        self._tat = max(self._tat, earliest + (self.burst - 1) * interval)
+        self._last_start = max(self._last_start, earliest)
 
+    def rate_limited(self, retry_after: float | None) -> float:
+        """A submit met a 429: slow the run down; returns how long that submit should wait.
 
-_shared: dict[str, RateLimiter] = {}
-_shared_lock = threading.Lock()
+        With `Retry-After`, everyone waits that long. Without it (Novita sends none), the pace
+        drops to `DECREASE` of what it was (or of the recent rate, for a run with no limit of
+        its own) and everyone waits one slot of the new pace.
+        """
+        self.rate_limited_count += 1
+        if retry_after is not None:
+            self.penalize(retry_after)
+            return retry_after
+        now = self._clock()
+        current = self.rate
+        if current is None:
+            self._remember(now, 0)
+            current = max(float(len(self._recent)), MIN_RATE)
+        self.rate = max(MIN_RATE, current * DECREASE)
+        wait = 60.0 / (self.rate * self.safety)
+        self._tat = now  # the old schedule was too fast: start the new pace from now
+        self.penalize(wait)
+        return wait
 
-
-def shared_limiter(key: str, ipm: float | None, *, burst: int = 1) -> RateLimiter:
-    """The process-wide limiter for `key`, created on first use.
-
-    Every task of a flow run that passes the same key (and limit) paces against the same
-    schedule, whichever thread or event loop it runs in. Asking for a key with a different
-    limit or burst replaces its limiter: the new setting wins from then on.
-    """
-    with _shared_lock:
-        limiter = _shared.get(key)
-        if limiter is None or limiter.images_per_minute != ipm or limiter.burst != burst:
-            limiter = RateLimiter(ipm, burst=burst)
-            _shared[key] = limiter
-        return limiter
+    def accepted(self) -> None:
+        """A submit was accepted: recover part of the way back to the configured limit."""
+        if self.rate is None or self.rate == self.images_per_minute:
+            return
+        ceiling = self.images_per_minute
+        step = RECOVER * (ceiling if ceiling is not None else self.rate)
+        self.rate = self.rate + step if ceiling is None else min(ceiling, self.rate + step)

@@ -1,18 +1,21 @@
-"""The per-job state machine behind the flow's stage tasks: prepare, submit, poll, download.
+"""The per-job state machine: prepare, then submit → poll → download, idempotently.
 
-Each stage task calls `advance(..., until=STAGE)` for the jobs of its chunk. A job moves
-submit → poll → download, and the ledger records each paid step as it happens, so any stage
-(in this run or a later one) can finish what an earlier one left undone:
+A job moves submit → poll → download in one call (`JobRunner.advance`), and the ledger records
+each paid step as it happens, so a later run (or a retry of this one) finishes what an earlier one
+left undone:
 
 - succeeded before, outputs intact  → nothing is sent (skipped-already-done);
 - a live task id in the ledger      → poll it, never submit again;
 - remote FAILED / unknown / expired / result stays corrupt → one new submit (at most
-  `max_resubmits` per run; a later run submits again);
+  `Tuning.max_resubmits` per run; a later run submits again);
 - submit outcome unknown            → the job fails now; the next run submits again, knowingly;
+- the batch was stopped (auth, balance, unreachable API) before its submit → not-submitted,
+  nothing paid; the next run submits it;
 - another input with the same content (same job key) → one at a time: the second finds the
   first's result in the ledger and gets a copy under its own name (paid once).
 
-All functions here are plain async code, tested without Prefect; `tasks/` wraps them.
+All functions here are plain async code, tested without Prefect; `tasks/` wraps them. The run's
+collaborators (client, ledger, poll planner, content locks, submit slots) are passed in.
 """
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ import contextlib
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from enum import IntEnum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.errors import (
+    BatchStoppedError,
     DownloadError,
     ImageError,
     InputError,
@@ -39,46 +43,45 @@ from inpaint_flows.errors import (
     SubmitOutcomeUnknown,
     TaskFailedError,
     TaskNotFoundError,
+    TransportError,
 )
 from inpaint_flows.images import encode_payload, prepare_job, validate_result_image
 from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
 from inpaint_flows.models import Job, JobOutcome, JobStatus, PreparedJob, ResultImage
-from inpaint_flows.pacing import shared_limiter
-from inpaint_flows.polling import FirstPoll
-from inpaint_flows.secrets import resolve_api_key
+from inpaint_flows.polling import PollPlanner
 from inpaint_flows.storage import atomic_write_bytes, is_temp_file_of, safe_join
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
-class Stage(IntEnum):
-    SUBMITTED = 1
-    POLLED = 2
-    DONE = 3
+@dataclass(frozen=True)
+class Tuning:
+    """Per-job knobs that are not batch settings: they follow from the API, not the user."""
 
-
-class RunSettings(BaseModel):
-    """Plain values every stage task needs; hashable, and free of secrets by construction."""
-
-    model_config = ConfigDict(frozen=True)
-
-    base_url: str
-    out_dir: str
-    state_dir: str
-    api_key_secret: str | None = None  # a Prefect Secret block NAME, never a key
-    images_per_minute: float | None = None
-    poll_timeout_s: float = 900.0
     min_poll_interval_s: float = 0.25
     max_poll_interval_s: float = 10.0
-    request_timeout_s: float = 60.0
     max_resubmits: int = 1
     download_attempts: int = 3
 
 
-class JobState(BaseModel):
-    """A job in flight between stage tasks; `outcome` is set once the job is final."""
+class ContentLocks:
+    """One lock per job key for one run: inputs with the same content run one at a time."""
 
-    model_config = ConfigDict(frozen=True)
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def __call__(self, job_key: str) -> asyncio.Lock:
+        lock = self._locks.get(job_key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[job_key] = lock
+        return lock
+
+
+class JobState(BaseModel):
+    """A job on its way through the pipeline; `outcome` is set once the job is final."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     prepared: PreparedJob | None
     job: Job
@@ -87,24 +90,54 @@ class JobState(BaseModel):
     images: tuple[ResultImage, ...] = ()
     seed_used: str | None = None
     resubmits: int = 0
+    rate_limited: int = 0
 
     @property
     def final(self) -> bool:
         return self.outcome is not None
 
+    def evolve(self, **changes: object) -> JobState:
+        """A copy with `changes`, validated (an unknown or mistyped field is an error)."""
+        return JobState.model_validate({**dict(self), **changes})
 
-def _base_outcome(job: Job, prepared: PreparedJob | None) -> JobOutcome:
-    return JobOutcome(
-        name=job.name,
-        image_path=job.image_path,
-        mask_path=job.mask_path,
-        status=JobStatus.PENDING,
-        params=job.params,
-        job_key=prepared.job_key if prepared else None,
-        width=prepared.width if prepared else None,
-        height=prepared.height if prepared else None,
-        mask_coverage_pct=prepared.mask_coverage_pct if prepared else None,
-    )
+
+def outcome_for(
+    job: Job,
+    prepared: PreparedJob | None,
+    entry: LedgerEntry | None,
+    status: JobStatus,
+    **fields: object,
+) -> JobOutcome:
+    """A job's report row, derived from its input, its checks and its ledger entry."""
+    row: dict[str, object] = {
+        "name": job.name,
+        "image_path": job.image_path,
+        "mask_path": job.mask_path,
+        "status": status,
+        "params": job.params,
+    }
+    if prepared is not None:
+        row.update(
+            job_key=prepared.job_key,
+            width=prepared.width,
+            height=prepared.height,
+            mask_coverage_pct=prepared.mask_coverage_pct,
+        )
+    if entry is not None:
+        row.update(
+            task_id=entry.task_id,
+            submits=entry.submits,
+            attempts=entry.attempts,
+            polls=entry.polls,
+            submitted_at=entry.submitted_at,
+            finished_at=entry.finished_at,
+            seed_used=entry.seed_used,
+            outputs=entry.outputs,
+        )
+        if entry.submitted_at and entry.finished_at:
+            row["latency_s"] = round(_parse(entry.finished_at) - _parse(entry.submitted_at), 3)
+    row.update({k: v for k, v in fields.items() if v is not None or k in ("reason", "message")})
+    return JobOutcome.model_validate(row)
 
 
 def prepare(job: Job) -> JobState:
@@ -112,8 +145,8 @@ def prepare(job: Job) -> JobState:
     try:
         prepared = prepare_job(job)
     except InputError as exc:
-        outcome = _base_outcome(job, None).model_copy(
-            update={"status": JobStatus.INVALID, "reason": exc.reason, "message": exc.message}
+        outcome = outcome_for(
+            job, None, None, JobStatus.INVALID, reason=exc.reason, message=exc.message
         )
         return JobState(prepared=None, job=job, outcome=outcome)
     return JobState(prepared=prepared, job=job)
@@ -123,41 +156,44 @@ def prepare_many(jobs: Sequence[Job]) -> list[JobState]:
     return [prepare(job) for job in jobs]
 
 
-@asynccontextmanager
-async def open_client(
-    settings: RunSettings, connections: int | None = None
-) -> AsyncIterator[NovitaClient]:
-    """The one client of a run (or a stage task); the key is read here, at call time.
-
-    `connections`: requests that may run at once (the in-flight limit), all kept open.
-    """
-    limiter = shared_limiter(settings.base_url, settings.images_per_minute)
-    async with NovitaClient(
-        resolve_api_key(settings.api_key_secret),
-        settings.base_url,
-        timeout=settings.request_timeout_s,
-        limiter=limiter,
-        connections=connections,
-    ) as client:
-        yield client
-
-
 class JobRunner:
-    """Moves jobs through their states with one client and one ledger."""
+    """Moves jobs through their states with the run's client, ledger and shared helpers.
+
+    Args:
+        client: The run's one API client (its halt stops new submits batch-wide).
+        ledger: Where each paid step is recorded.
+        out_dir: The batch's output folder (results are written under it).
+        poll_timeout_s: How long one job may wait for its remote task.
+        planner: When to poll; shared by the run, so what one task teaches serves all.
+        locks: The run's per-content locks.
+        submitting: Submits that may be out at once (each holds its image as base64).
+        api: Which API this is, for the report ("local (OpenCV) http://...", "novita").
+    """
 
     def __init__(
         self,
         client: NovitaClient,
         ledger: Ledger,
-        settings: RunSettings,
-        first_poll: FirstPoll | None = None,
+        *,
+        out_dir: str,
+        poll_timeout_s: float,
+        planner: PollPlanner | None = None,
+        locks: ContentLocks | None = None,
+        submitting: asyncio.Semaphore | None = None,
+        tuning: Tuning = Tuning(),
+        api: str | None = None,
     ) -> None:
         self.client = client
         self.ledger = ledger
-        self.settings = settings
-        # Shared by a run's chunks, so what one chunk's tasks teach serves them all.
-        self.first_poll = first_poll or FirstPoll(settings.max_poll_interval_s)
-        self.out_dir = Path(settings.out_dir)
+        self.tuning = tuning
+        self.poll_timeout_s = poll_timeout_s
+        self.planner = planner or PollPlanner(
+            tuning.min_poll_interval_s, tuning.max_poll_interval_s
+        )
+        self.locks = locks or ContentLocks()
+        self.submitting = submitting or asyncio.Semaphore(1_000_000)
+        self.api = api
+        self.out_dir = Path(out_dir)
         self._temps: dict[Path, set[str]] = {}  # per folder: temporary files at first use
         # Entries changed in memory only (a finished poll's tallies), until the next write.
         self._unsaved: dict[str, LedgerEntry] = {}
@@ -166,24 +202,17 @@ class JobRunner:
     def _finish(
         self, state: JobState, entry: LedgerEntry | None, status: JobStatus, **fields: object
     ) -> JobState:
-        outcome = _base_outcome(state.job, state.prepared)
-        update: dict[str, object] = {"status": status, "task_id": state.task_id}
-        if entry is not None:
-            update.update(
-                task_id=entry.task_id or state.task_id,
-                submits=entry.submits,
-                attempts=entry.attempts,
-                polls=entry.polls,
-                submitted_at=entry.submitted_at,
-                finished_at=entry.finished_at,
-                seed_used=entry.seed_used,
-                outputs=entry.outputs,
-            )
-            if entry.submitted_at and entry.finished_at:
-                started = _parse(entry.submitted_at)
-                update["latency_s"] = round(_parse(entry.finished_at) - started, 3)
-        update.update(fields)
-        return state.model_copy(update={"outcome": outcome.model_copy(update=update)})
+        fields.setdefault("task_id", (entry.task_id if entry else None) or state.task_id)
+        outcome = outcome_for(
+            state.job,
+            state.prepared,
+            entry,
+            status,
+            rate_limited=state.rate_limited,
+            api=self.api,
+            **fields,
+        )
+        return state.evolve(outcome=outcome)
 
     def _put(self, entry: LedgerEntry) -> LedgerEntry:
         self._unsaved.pop(entry.job_key, None)
@@ -202,23 +231,25 @@ class JobRunner:
         return entry
 
     def _fail(self, state: JobState, entry: LedgerEntry, exc: NovitaError | InputError) -> JobState:
-        entry = self._put(
-            entry.model_copy(
-                update={"finished_at": utc_now(), "reason": exc.reason, "message": exc.message}
+        if isinstance(exc, BatchStoppedError):  # never sent: nothing to record, nothing paid
+            return self._finish(
+                state, entry, JobStatus.NOT_SUBMITTED, reason=exc.reason, message=exc.message
             )
+        entry = self._put(
+            entry.evolve(finished_at=utc_now(), reason=exc.reason, message=exc.message)
         )
         return self._finish(state, entry, JobStatus.FAILED, reason=exc.reason, message=exc.message)
 
     # -- the state machine ----------------------------------------------------------------
-    async def advance(self, state: JobState, until: Stage) -> JobState:
-        """Move one job as far as `until`, or to a final state; never raises NovitaError."""
+    async def advance(self, state: JobState) -> JobState:
+        """Move one job to a final state; never raises NovitaError."""
         if state.final or state.prepared is None:
             return state
         # Inputs with the same content share one ledger entry (one paid task): one at a time.
-        async with _content_lock(self.settings.state_dir, state.prepared.job_key):
+        async with self.locks(state.prepared.job_key):
             entry = self._entry(state)
             try:
-                return await self._advance(state, entry, until)
+                return await self._advance(state, entry)
             except (NovitaError, InputError) as exc:
                 return self._fail(state, self._entry(state), exc)
             except Exception as exc:  # one job's surprise must not stop its chunk
@@ -229,26 +260,23 @@ class JobRunner:
                 )
                 return self._fail(state, self._entry(state), error)
 
-    async def _advance(self, state: JobState, entry: LedgerEntry, until: Stage) -> JobState:
+    async def _advance(self, state: JobState, entry: LedgerEntry) -> JobState:
         if entry.state == "succeeded":
             done = self._reuse(state, entry)
             if done is not None:
                 return done
             # Outputs were removed or damaged since: fetch them again from the same task.
-            entry = self._put(entry.model_copy(update={"state": "submitted"}))
+            entry = self._put(entry.evolve(state="submitted"))
         while True:
             if entry.state in ("needs-submit", "submitting") or entry.task_id is None:
-                state, entry = await self._submit(state, entry)
+                async with self.submitting:
+                    state, entry = await self._submit(state, entry)
             else:
-                state = state.model_copy(update={"task_id": entry.task_id})
-            if until <= Stage.SUBMITTED:
-                return state
-            if not state.images:  # an earlier stage may already hold this task's result
+                state = state.evolve(task_id=entry.task_id)
+            if not state.images:  # a refreshed poll may already hold this task's result
                 state, entry, retry = await self._poll(state, entry)
                 if retry:
                     continue
-            if until <= Stage.POLLED:
-                return state
             state, entry, retry = await self._download(state, entry)
             if retry:
                 continue
@@ -290,80 +318,87 @@ class JobRunner:
 
     async def _submit(self, state: JobState, entry: LedgerEntry) -> tuple[JobState, LedgerEntry]:
         assert state.prepared is not None
+        self.client.halt.check()  # stopped batch-wide: not sent, nothing written
         image_b64, mask_b64 = encode_payload(state.job)
         entry = self._put(
-            entry.model_copy(
-                update={
-                    "state": "submitting",
-                    "submits": entry.submits + 1,
-                    "task_id": None,
-                    "name": state.job.name,
-                }
+            entry.evolve(
+                state="submitting", submits=entry.submits + 1, task_id=None, name=state.job.name
             )
         )
         try:
             response = await self.client.submit(image_b64, mask_b64, state.job.params)
         except SubmitOutcomeUnknown:
             raise  # ledger stays "submitting": the next run submits again, knowingly
-        except NovitaError:
-            # The API answered with an error: no task was created, nothing was paid.
-            self._put(
-                entry.model_copy(update={"state": "needs-submit", "submits": entry.submits - 1})
-            )
+        except NovitaError as exc:
+            # The API answered with an error, or the request never left: no task was created,
+            # nothing was paid.
+            self._put(entry.evolve(state="needs-submit", submits=entry.submits - 1))
+            if isinstance(exc, TransportError) and self.client.halt.stopped:
+                raise self.client.halt.error() from None
             raise
         finally:
             del image_b64, mask_b64
         entry = self._put(
-            entry.model_copy(
-                update={
-                    "state": "submitted",
-                    "task_id": response.task_id,
-                    "attempts": entry.attempts + response.attempts,
-                    "submitted_at": utc_now(),
-                    "finished_at": None,
-                    "reason": None,
-                    "message": None,
-                }
+            entry.evolve(
+                state="submitted",
+                task_id=response.task_id,
+                attempts=entry.attempts + response.attempts,
+                submitted_at=utc_now(),
+                finished_at=None,
+                reason=None,
+                message=None,
             )
         )
-        return state.model_copy(update={"task_id": response.task_id, "images": ()}), entry
+        state = state.evolve(
+            task_id=response.task_id,
+            images=(),
+            rate_limited=state.rate_limited + response.rate_limited,
+        )
+        return state, entry
 
     def _needs_resubmit(
         self, state: JobState, entry: LedgerEntry, exc: NovitaError
     ) -> tuple[JobState, LedgerEntry, bool]:
         """Record that the remote task is gone or failed; resubmit once if allowed."""
         entry = self._put(
-            entry.model_copy(
-                update={
-                    "state": "needs-submit",
-                    "remote_failures": entry.remote_failures + 1,
-                    "finished_at": utc_now(),
-                    "reason": exc.reason,
-                    "message": exc.message,
-                }
+            entry.evolve(
+                state="needs-submit",
+                remote_failures=entry.remote_failures + 1,
+                finished_at=utc_now(),
+                reason=exc.reason,
+                message=exc.message,
             )
         )
-        if state.resubmits >= self.settings.max_resubmits:
+        if state.resubmits >= self.tuning.max_resubmits:
             raise exc
-        return state.model_copy(update={"resubmits": state.resubmits + 1}), entry, True
+        return state.evolve(resubmits=state.resubmits + 1), entry, True
 
     async def _poll(
-        self, state: JobState, entry: LedgerEntry
+        self, state: JobState, entry: LedgerEntry, *, learn: bool = True
     ) -> tuple[JobState, LedgerEntry, bool]:
         assert entry.task_id is not None
-        deadline = time.monotonic() + self.settings.poll_timeout_s
+        deadline = time.monotonic() + self.poll_timeout_s
         polls = 0
-        if entry.submitted_at:  # a task of this run is polled first when it is likely done
-            wait = self.first_poll.wait_s(time.time() - _parse(entry.submitted_at))
-            await asyncio.sleep(min(wait, self.settings.poll_timeout_s))
+        # Seconds since the submit was answered, by the wall clock the ledger records; None for
+        # a task of an earlier run that recorded no time (polled at once).
+        submitted = _parse(entry.submitted_at) if entry.submitted_at else None
+        if submitted is not None:  # polled first when tasks like it are usually done
+            wait = self.planner.first_wait_s(time.time() - submitted)
+            await asyncio.sleep(min(wait, self.poll_timeout_s))
         try:
             while True:
                 try:
                     result = await self.client.get_task_result(entry.task_id)
                 finally:
                     polls += 1
+                elapsed = time.time() - submitted if submitted is not None else None
                 if result.status == "TASK_STATUS_SUCCEED":
-                    self.first_poll.observe(result.server_duration_s)
+                    # Learn the duration: the server's own, exact, when it says; else when this
+                    # poll found it done (a task of an earlier run teaches nothing).
+                    if learn and result.server_duration_s is not None:
+                        self.planner.observe(result.server_duration_s)
+                    elif learn and elapsed is not None and elapsed < self.poll_timeout_s:
+                        self.planner.observe(elapsed, at_first_poll=polls == 1)
                     break
                 if result.status == "TASK_STATUS_FAILED":
                     raise TaskFailedError(
@@ -377,21 +412,22 @@ class JobRunner:
                 if remaining <= 0:
                     raise PollTimeoutError(
                         f"{state.job.name}: task {entry.task_id} did not finish within "
-                        f"{self.settings.poll_timeout_s:.0f} s (last status {result.status}). "
+                        f"{self.poll_timeout_s:.0f} s (last status {result.status}). "
                         "Rerun the batch: it polls the same task again, no new submit."
                     )
-                await asyncio.sleep(min(_poll_wait(result.eta, self.settings), remaining))
+                wait = self.planner.next_wait_s(elapsed or 0.0, result.eta)
+                await asyncio.sleep(min(wait, remaining))
         except TaskNotFoundError as exc:
-            entry = entry.model_copy(update={"polls": entry.polls + polls})
+            entry = entry.evolve(polls=entry.polls + polls)
             return self._needs_resubmit(state, entry, exc)
         except NovitaError as exc:
-            entry = self._put(entry.model_copy(update={"polls": entry.polls + polls}))
+            entry = self._put(entry.evolve(polls=entry.polls + polls))
             if exc.reason == "TASK_FAILED":
                 return self._needs_resubmit(state, entry, exc)
             raise
         # Not written yet: the download's ledger write records it (one fsynced write fewer per
         # job). A crash before then leaves the entry "submitted": the next run polls again.
-        entry = entry.model_copy(update={"polls": entry.polls + polls, "seed_used": result.seed})
+        entry = entry.evolve(polls=entry.polls + polls, seed_used=result.seed)
         self._unsaved[entry.job_key] = entry  # what a failure before that write records
         if not result.images:
             raise DownloadError(
@@ -399,7 +435,7 @@ class JobRunner:
                 reason="NO_RESULT_IMAGES",
             )
         return (
-            state.model_copy(update={"images": result.images, "seed_used": result.seed}),
+            state.evolve(images=result.images, seed_used=result.seed),
             entry,
             False,
         )
@@ -426,7 +462,7 @@ class JobRunner:
                 if not refreshed:
                     # Ask the API again: it may hand out fresh URLs for the same task.
                     refreshed = True
-                    state, entry, retry = await self._poll(state, entry)
+                    state, entry, retry = await self._poll(state, entry, learn=False)
                     if retry:
                         return state, entry, True
                     continue
@@ -441,16 +477,14 @@ class JobRunner:
             sizes.append(len(data))
             index += 1
         entry = self._put(
-            entry.model_copy(
-                update={
-                    "state": "succeeded",
-                    "finished_at": utc_now(),
-                    "outputs": tuple(outputs),
-                    "output_stem": state.job.output_stem,
-                    "output_sizes": tuple(sizes),
-                    "reason": None,
-                    "message": None,
-                }
+            entry.evolve(
+                state="succeeded",
+                finished_at=utc_now(),
+                outputs=tuple(outputs),
+                output_stem=state.job.output_stem,
+                output_sizes=tuple(sizes),
+                reason=None,
+                message=None,
             )
         )
         return state, entry, False
@@ -478,7 +512,7 @@ class JobRunner:
 
     async def _fetch_valid(self, state: JobState, image: ResultImage) -> tuple[bytes, str]:
         last: Exception | None = None
-        for attempt in range(self.settings.download_attempts):
+        for attempt in range(self.tuning.download_attempts):
             data = await self.client.download(image.image_url)
             try:
                 fmt, _, _ = validate_result_image(data)
@@ -488,7 +522,7 @@ class JobRunner:
                 await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
         raise DownloadError(
             f"{state.job.name}: the result image of task {state.task_id} is not a complete "
-            f"image after {self.settings.download_attempts} downloads ({last}). The task's "
+            f"image after {self.tuning.download_attempts} downloads ({last}). The task's "
             "stored result is damaged and cannot be fetched whole; rerunning the batch submits "
             "the job again (a new paid task).",
             reason="CORRUPT_RESULT_IMAGE",
@@ -508,29 +542,5 @@ def outputs_for(entry: LedgerEntry, output_stem: str) -> tuple[str, ...]:
     )
 
 
-_content_locks: weakref.WeakValueDictionary[tuple[int, str, str], asyncio.Lock] = (
-    weakref.WeakValueDictionary()
-)
-
-
-def _content_lock(state_dir: str, job_key: str) -> asyncio.Lock:
-    """The lock of one job key in one state directory, on the running event loop."""
-    key = (id(asyncio.get_running_loop()), os.path.abspath(state_dir), job_key)
-    lock = _content_locks.get(key)
-    if lock is None:
-        lock = asyncio.Lock()
-        _content_locks[key] = lock
-    return lock
-
-
-def _poll_wait(eta: float | None, settings: RunSettings) -> float:
-    """How long to wait before the next poll: the server's own estimate, clamped."""
-    if eta is None or eta <= 0:
-        return settings.min_poll_interval_s * 2
-    return max(settings.min_poll_interval_s, min(settings.max_poll_interval_s, float(eta)))
-
-
 def _parse(iso: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(iso).timestamp()

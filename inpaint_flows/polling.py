@@ -1,15 +1,29 @@
-"""When to poll a new task first: learnt from the tasks of this run that have finished.
+"""When to poll a task: learnt from what this run sees, not from what the API promises.
 
-Polling at once after a submit always finds the task still running and costs a request per job
-for nothing: the API only then says how long to wait (`eta`). Worse, `eta` comes in whole seconds
-from some servers, so a task that takes 0.9 s is fetched after 1 s and one that takes 1.02 s
-after 2 s. When the API reports its own timings (`extra.debug_info.submit_time_ms` and
-`complete_time_ms`), this run knows how long its tasks really take, and polls a new task first
-when most tasks like it are done: one poll per job when durations are steady, no longer wait
-than before when they are not (a job that is not done yet is then polled after its `eta`, as
-without this).
+Novita's image tasks report `eta` 0 and `progress_percent` 0 while they run, and their
+`debug_info` times are "" (see docs/novita-contract.md, "What the real API does"), so a client
+that waits for the API to say when to ask again either polls far too often or far too late.
+`PollPlanner` learns task durations from the run's own observations instead: for every task it
+sees finish, the time from the submit's answer to the first poll that found it done. That is an
+upper bound of the task's duration, at most one poll gap late, and the gaps are small near the
+expected finish, so the bound is tight.
 
-The first tasks of a run (and every task when the API gives no timings) are polled at once.
+The schedule of one task, with `E` the median of recent observed durations:
+
+- first poll at `FIRST * E` (a little before most tasks finish, so the estimate can also move
+  down when tasks get faster: a task found done at its first poll pulls `E` down);
+- then every `NEAR * E` until `AFTER * E`, so a task that ends around `E` is fetched within
+  `NEAR * E` of its end;
+- later (a slow task), a gap of `TAIL` times the time it has run so far, so the delay after a
+  task's real end stays under ~10 % of its duration however long it runs;
+- every gap at least `min_interval_s` and at most `max_interval_s`.
+
+Before any task of the run has finished, the tail rule alone applies from the start (polls at
+0.5, 1, 1.5, 2, 2.5, 3.1, 3.9 s, ... for a 6 s task: 9 polls for the first tasks only). When the
+API does give a positive `eta`, the next poll waits for it (clamped), as before; when it reports
+its own timings, they are learnt as well (they are exact).
+
+Measured in tests/benchmarks/bench_pipeline.py (`--only polling`): see README, Performance.
 """
 
 from __future__ import annotations
@@ -17,36 +31,67 @@ from __future__ import annotations
 import statistics
 from collections import deque
 
-# Recent tasks the estimate is made from: the last WINDOW finished ones.
-WINDOW = 50
-# Tasks to see finish before the first poll waits at all.
-MIN_SAMPLES = 5
-# Added to the estimate: the network's share of the time between submit and result.
-MARGIN = 1.02
-MARGIN_S = 0.01
+# Observed durations the estimate is made from: the last WINDOW finished tasks.
+WINDOW = 9
+# First poll at this fraction of the estimate; then every NEAR of it until AFTER of it.
+FIRST = 0.9
+NEAR = 0.08
+AFTER = 1.3
+# Beyond the estimate (or before there is one): wait this fraction of the time run so far.
+TAIL = 0.1
+# Before the first observation: a coarser tail (there is nothing to aim at yet).
+UNKNOWN_TAIL = 0.25
+UNKNOWN_MIN_S = 0.5
 
 
-class FirstPoll:
-    """How long after its submit to poll a task first; shared by every job of a run."""
+class PollPlanner:
+    """How long to wait before each poll of a task; shared by every job of a run."""
 
-    def __init__(self, max_wait_s: float) -> None:
-        """`max_wait_s`: the longest first wait (the run's longest poll interval)."""
-        self.max_wait_s = max_wait_s
+    def __init__(self, min_interval_s: float, max_interval_s: float) -> None:
+        self.min_interval_s = min_interval_s
+        self.max_interval_s = max_interval_s
         self._durations: deque[float] = deque(maxlen=WINDOW)
-        self._wait: float = 0.0
+        self._estimate: float | None = None
 
-    def observe(self, server_duration_s: float | None) -> None:
-        """Learn from a finished task how long the server took (None: it did not say)."""
-        if server_duration_s is None:
-            return
-        self._durations.append(server_duration_s)
-        if len(self._durations) < MIN_SAMPLES:
-            return
-        # The lower quartile: most tasks are done when first polled, and a spread of durations
-        # never makes the fast tasks wait for the slow ones.
-        lower_quartile = statistics.quantiles(self._durations, n=4, method="inclusive")[0]
-        self._wait = min(self.max_wait_s, lower_quartile * MARGIN + MARGIN_S)
+    @property
+    def estimate_s(self) -> float | None:
+        """The run's current estimate of a task's duration (None: nothing observed yet)."""
+        return self._estimate
 
-    def wait_s(self, since_submit_s: float) -> float:
+    def observe(self, seconds: float, *, at_first_poll: bool = False) -> None:
+        """A task finished `seconds` after its submit was answered (or took that long by the
+        server's own clock).
+
+        `at_first_poll`: it was already done when first polled, so it may have ended well
+        before; it is counted as having taken `FIRST` of that, so the estimate keeps moving down
+        until first polls find tasks running again.
+        """
+        if not seconds >= 0:
+            return
+        if at_first_poll:
+            seconds *= FIRST
+        self._durations.append(seconds)
+        self._estimate = statistics.median(self._durations)
+
+    def first_wait_s(self, since_submit_s: float) -> float:
         """Seconds to wait before the first poll of a task submitted `since_submit_s` ago."""
-        return max(0.0, self._wait - since_submit_s)
+        if self._estimate is None:
+            return max(0.0, UNKNOWN_MIN_S - since_submit_s)
+        # Not capped by `max_interval_s`: polling a 60 s task every 10 s until it is nearly done
+        # learns nothing (the API says nothing while it runs).
+        return max(0.0, FIRST * self._estimate - since_submit_s)
+
+    def next_wait_s(self, elapsed_s: float, eta: float | None = None) -> float:
+        """Seconds to wait after a poll that found the task `elapsed_s` after its submit still
+        running; `eta` is the API's own estimate, used when it says something (> 0)."""
+        if eta is not None and eta > 0:
+            return self._clamp(float(eta))
+        estimate = self._estimate
+        if estimate is None:
+            return self._clamp(max(UNKNOWN_MIN_S, UNKNOWN_TAIL * elapsed_s))
+        if elapsed_s < AFTER * estimate:
+            return self._clamp(NEAR * estimate)
+        return self._clamp(TAIL * elapsed_s)
+
+    def _clamp(self, seconds: float) -> float:
+        return max(self.min_interval_s, min(self.max_interval_s, seconds))

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
+from inpaint_flows.models import RERUN_STATUSES, InpaintParams, JobOutcome, JobStatus
 from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text
 
 CSV_NAME = "report.csv"
@@ -44,32 +44,6 @@ PARQUET_NAME = "report.parquet"
 PARAM_PREFIX = "param_"
 
 Dtype = Literal["string", "Int64", "Float64", "boolean"]
-
-# Every JobOutcome field except `params`, in report order: who, what happened, inputs, the task.
-OUTCOME_COLUMNS: dict[str, Dtype] = {
-    "name": "string",
-    "status": "string",
-    "reason": "string",
-    "message": "string",
-    "image_path": "string",
-    "mask_path": "string",
-    "width": "Int64",
-    "height": "Int64",
-    "mask_coverage_pct": "Float64",
-    "job_key": "string",
-    "task_id": "string",
-    "attempts": "Int64",
-    "submits": "Int64",
-    "polls": "Int64",
-    "submitted_at": "string",
-    "finished_at": "string",
-    "latency_s": "Float64",
-    "seed_used": "string",
-    "outputs": "string",
-}
-
-# Fields written as JSON text rather than a scalar column.
-_JSON_OUTCOME_FIELDS = frozenset({"outputs"})
 
 
 def _param_dtype(annotation: Any) -> Dtype | None:
@@ -95,6 +69,19 @@ def _param_dtype(annotation: Any) -> Dtype | None:
 def _is_optional(annotation: Any) -> bool:
     return type(None) in typing.get_args(annotation)
 
+
+# Every JobOutcome field except `params`, in the model's (report) order, with its dtype.
+OUTCOME_COLUMNS: dict[str, Dtype] = {
+    name: _param_dtype(info.annotation) or "string"
+    for name, info in JobOutcome.model_fields.items()
+    if name != "params"
+}
+# Fields written as JSON text rather than a scalar column.
+_JSON_OUTCOME_FIELDS = frozenset(
+    name
+    for name, info in JobOutcome.model_fields.items()
+    if name != "params" and typing.get_origin(info.annotation) is tuple
+)
 
 # param field -> dtype; None means the value is stored as JSON text in a string column.
 _PARAM_FIELDS: dict[str, Dtype | None] = {
@@ -359,8 +346,8 @@ class ReportSummary:
 
     @property
     def failed(self) -> int:
-        """Inputs that did not produce a result: failed plus invalid."""
-        return self.counts[JobStatus.FAILED] + self.counts[JobStatus.INVALID]
+        """Inputs that did not produce a result: failed, invalid and not submitted."""
+        return sum(self.counts[status] for status in RERUN_STATUSES)
 
     def to_markdown(self) -> str:
         """A short markdown summary: counts, top failure reasons, latency, throughput."""
@@ -394,9 +381,7 @@ def summarize(outcomes: Iterable[JobOutcome], *, top: int = 5) -> ReportSummary:
     """Counts by status, the `top` failure reasons, latency statistics and throughput."""
     rows = list(outcomes)
     counts = Counter(o.status for o in rows)
-    reasons = Counter(
-        o.reason or "UNKNOWN" for o in rows if o.status in (JobStatus.FAILED, JobStatus.INVALID)
-    )
+    reasons = Counter(o.reason or "UNKNOWN" for o in rows if o.status in RERUN_STATUSES)
     this_run = [o for o in rows if o.status != JobStatus.SKIPPED_ALREADY_DONE]
     latencies = sorted(o.latency_s for o in this_run if o.latency_s is not None)
     starts = [t for o in this_run if (t := _when(o.submitted_at)) is not None]

@@ -7,14 +7,13 @@ Prefect stores parameters and shows them in the UI, while a Secret block's name 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from inpaint_flows.errors import ConfigError
 
 ENV_VAR = "NOVITA_API_KEY"
 
 
-def resolve_api_key(secret_block: str | None = None) -> str | None:
+async def resolve_api_key(secret_block: str | None = None) -> str | None:
     """The API key from the Secret block `secret_block` if given, else `NOVITA_API_KEY`.
 
     Returns None when neither is set, which means "no key": the client then sends no
@@ -22,11 +21,11 @@ def resolve_api_key(secret_block: str | None = None) -> str | None:
     since keys pasted into a terminal or the UI often carry a newline.
     """
     if secret_block:
-        return _load_secret_block(secret_block)
+        return await _load_secret_block(secret_block)
     return os.environ.get(ENV_VAR, "").strip() or None
 
 
-def _load_secret_block(name: str) -> str:
+async def _load_secret_block(name: str) -> str:
     from prefect.blocks.system import Secret  # imported here: importing prefect is slow
     from pydantic import ValidationError
 
@@ -36,10 +35,7 @@ def _load_secret_block(name: str) -> str:
         f"or leave the block name empty to use ${ENV_VAR}."
     )
     try:
-        # `_sync=True`: otherwise `load` returns a coroutine when called from async code
-        # (prefect's async_dispatch), and the caller here is sync. Typed loosely for that flag.
-        load: Callable[..., object] = Secret.load
-        block = load(name, _sync=True)
+        block: object = await Secret.aload(name)
     except ValidationError:
         # The error's text would quote the stored value, which is the secret itself.
         raise ConfigError(

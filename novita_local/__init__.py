@@ -2,6 +2,6 @@
 
 Public API: `novita_local.server.LocalServer`, `novita_local.config.ServerConfig`,
 `novita_local.app.create_app`, the CLI command `novita_local.cli.local_api`, and the contract
-constants in `novita_local.contract`. Nothing is imported here, so importing the contract does not
+constants in `inpaint_flows.contract`. Nothing is imported here, so importing the contract does not
 pull in the web stack.
 """

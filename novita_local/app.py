@@ -32,15 +32,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from novita_local.catalog import list_models as catalog_list
-from novita_local.config import ServerConfig
-from novita_local.connection import drop_connection
-from novita_local.contract import (
+from inpaint_flows.contract import (
     TASK_STATUSES,
     ErrorBody,
     InpaintingBody,
     TaskCreated,
 )
+from novita_local.catalog import list_models as catalog_list
+from novita_local.config import ServerConfig
+from novita_local.connection import drop_connection
 from novita_local.errors import ApiError
 from novita_local.faults import PollFault, SubmitFault
 from novita_local.guards import GuardMiddleware, server_error_reason

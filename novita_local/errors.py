@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from novita_local.contract import error_body, error_status
+from inpaint_flows.contract import error_body, error_status
 
 
 class ApiError(Exception):

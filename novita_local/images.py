@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from novita_local.contract import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_PIXELS
+from inpaint_flows.contract import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_PIXELS
 from novita_local.errors import ApiError
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (

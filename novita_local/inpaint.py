@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from inpaint_flows.pixels import gray_u8, is_wide, mask_luminance
+
 Algorithm = Literal["telea", "ns"]
 
 LOCAL_MODEL_TELEA = "local-telea-inpainting"
@@ -38,7 +40,6 @@ _HARD_THRESHOLD = 0.5
 # Amplitude, in 8-bit levels, of the grain that makes each seed's image different.
 _GRAIN_LEVELS = 3.0
 
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 U8Array = npt.NDArray[np.uint8]
 F32Array = npt.NDArray[np.float32]
@@ -76,11 +77,7 @@ def mask_array(mask: Image.Image) -> F32Array:
     as A1111 does for a mask painted on a transparent layer; any other mask is read from its
     luminance. Soft values are kept, and 16-bit masks are scaled rather than clipped.
     """
-    if mask.has_transparency_data:
-        alpha = np.asarray(mask.convert("RGBA").getchannel("A"))
-        if alpha.size and alpha.min() < 255:
-            return alpha.astype(np.float32) / np.float32(255)
-    return _gray_u8(mask).astype(np.float32) / np.float32(255)
+    return np.asarray(mask_luminance(mask)).astype(np.float32) / np.float32(255)
 
 
 def run_inpaint(
@@ -167,21 +164,10 @@ def run_inpaint(
     return results
 
 
-def _gray_u8(image: Image.Image) -> U8Array:
-    """8-bit luminance of any mode; wide modes are scaled, since Pillow's convert clips them."""
-    if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        # "I" and "F" carry no range: values above 8 bits mean a 16-bit source (e.g. a 16-bit PNG).
-        wide = image.mode in _SIXTEEN_BIT_MODES or (values.size > 0 and values.max() > 255)
-        scaled = values / 257.0 if wide else values
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return np.asarray(image.convert("L"))
-
-
 def _rgb_u8(image: Image.Image) -> U8Array:
     """The image as an HxWx3 uint8 RGB array (alpha dropped, 16-bit greyscale scaled)."""
-    if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
-        return np.repeat(_gray_u8(image)[:, :, np.newaxis], 3, axis=2)
+    if is_wide(image):
+        return np.repeat(gray_u8(image)[:, :, np.newaxis], 3, axis=2)
     return np.array(image.convert("RGB"))
 
 

@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from novita_local.contract import TASK_TYPE
+from inpaint_flows.contract import TASK_TYPE
 from novita_local.store import Task
 
 

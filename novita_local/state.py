@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from inpaint_flows.contract import InpaintingBody
 from novita_local.config import ServerConfig
-from novita_local.contract import InpaintingBody
 from novita_local.errors import ApiError
 from novita_local.faults import FaultInjector
 from novita_local.images import DecodedPair

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from novita_local.contract import FIELD_DESCRIPTIONS, InpaintingBody
+from inpaint_flows.contract import FIELD_DESCRIPTIONS, InpaintingBody
 from novita_local.errors import ApiError
 
 _MAX_REPORTED = 5

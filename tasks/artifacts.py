@@ -18,7 +18,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from inpaint_flows import artifacts, progress
-from inpaint_flows.batch import BatchReport
+from inpaint_flows.finalize import BatchReport
 
 
 @dataclass

@@ -1,11 +1,10 @@
-"""Submit, poll and download the jobs of one chunk (wrapper over `batch.run_jobs`).
+"""Submit, poll and download the jobs of one chunk (wrapper over `BatchRun.run_jobs`).
 
 One task run per chunk, not one per stage: each job goes submit → poll → download on its own,
-holding a slot of the run's in-flight gate, so slots are freed job by job instead of at stage
-barriers (issue 6 measured the three stage tasks per chunk at 1.5x a plain asyncio loop).
-Per-job API errors never raise out of this task: they become the job's outcome, so one bad
-item cannot stop its chunk. Task retries cover only the unexpected (a crash in our code, a
-full disk); a retry is safe because the ledger makes every step idempotent.
+holding a slot of the run's in-flight limit, so slots are freed job by job. Per-job API errors
+never raise out of this task: they become the job's outcome, so one bad item cannot stop its
+chunk. Task retries cover only the unexpected (a crash in our code, a full disk); a retry is safe
+because the ledger makes every step idempotent.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from inpaint_flows.batch import run_jobs
-from inpaint_flows.pipeline import JobState, RunSettings
+from inpaint_flows.batch import BatchRun
+from inpaint_flows.pipeline import JobState
 
 
 @task(
@@ -25,8 +24,6 @@ from inpaint_flows.pipeline import JobState, RunSettings
     retry_delay_seconds=exponential_backoff(2),
     cache_policy=NO_CACHE,
 )
-async def inpaint_jobs(
-    states: list[JobState], settings: RunSettings, label: str, gate: str | None = None
-) -> list[JobState]:
-    """`gate` names the flow run's in-flight gate (`batch.in_flight_gate`), a plain string."""
-    return await run_jobs(states, settings, gate)
+async def inpaint_jobs(states: list[JobState], run: BatchRun, label: str) -> list[JobState]:
+    """`run` is the flow run's shared client, ledger and limits (passed, never looked up)."""
+    return await run.run_jobs(states)

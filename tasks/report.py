@@ -7,7 +7,7 @@ import asyncio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from inpaint_flows.batch import BatchReport, finalize_report
+from inpaint_flows.finalize import BatchReport, finalize_report
 from inpaint_flows.models import JobOutcome
 
 
@@ -19,6 +19,12 @@ from inpaint_flows.models import JobOutcome
     cache_policy=NO_CACHE,
 )
 async def write_report(
-    outcomes: list[JobOutcome], out_dir: str, title: str, merge: bool = False
+    outcomes: list[JobOutcome],
+    out_dir: str,
+    title: str,
+    merge: bool = False,
+    api: str | None = None,
 ) -> BatchReport:
-    return await asyncio.to_thread(finalize_report, outcomes, out_dir, title=title, merge=merge)
+    return await asyncio.to_thread(
+        finalize_report, outcomes, out_dir, title=title, merge=merge, api=api
+    )

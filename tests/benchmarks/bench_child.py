@@ -131,7 +131,7 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
 
 async def run_flow(config: dict[str, Any]) -> dict[str, Any]:
     imported = time.monotonic()
-    from flows.inpaint_batch import inpaint_batch
+    from tests.flows.helpers import call_batch_flow
 
     import_s = time.monotonic() - imported
     rss_after_import = peak_rss_mb()
@@ -159,7 +159,7 @@ async def run_flow(config: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     wall_start = time.time()
     with progress.listening(on_progress):
-        state = await inpaint_batch(**kwargs, return_state=True)
+        state = await call_batch_flow(**kwargs, return_state=True)
     makespan = time.monotonic() - started
     return {
         "mode": "flow",

@@ -41,3 +41,17 @@ class JobCounts:
 
 def job_counts(server: LocalServer) -> JobCounts:
     return JobCounts(httpx.get(f"{server.base_url}/_local/stats", timeout=10).json())
+
+
+async def call_batch_flow(**kwargs: Any) -> Any:
+    """`inpaint_batch` called with the batch's settings as keywords, as tests write them.
+
+    Keywords that are flow parameters (`only`, `merge_report`, `return_state`) go to the flow;
+    every other one is a `BatchSettings` field, validated by the model.
+    """
+    from flows.inpaint_batch import inpaint_batch
+    from inpaint_flows.settings import BatchSettings
+
+    flow_keys = ("only", "merge_report", "return_state")
+    flow_args = {k: kwargs.pop(k) for k in flow_keys if k in kwargs}
+    return await inpaint_batch(settings=BatchSettings(**kwargs), **flow_args)

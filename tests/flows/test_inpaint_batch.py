@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from flows.inpaint_batch import inpaint_batch, rerun_failed
+from flows.inpaint_batch import rerun_failed
 from inpaint_flows.ledger import exclusive_use
 from inpaint_flows.models import InpaintParams
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
-from tests.flows.helpers import job_counts
+from tests.flows.helpers import call_batch_flow, job_counts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -39,7 +39,7 @@ def batch(tmp_path: Path) -> Path:
 
 
 async def run(src: Path, out: Path, server: LocalServer, **kw: object):
-    return await inpaint_batch(
+    return await call_batch_flow(
         source=str(src),
         out=str(out),
         defaults=FAST,

@@ -19,10 +19,10 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 from prefect.states import State
 
-from flows.inpaint_batch import inpaint_batch, rerun_failed
+from flows.inpaint_batch import rerun_failed
 from inpaint_flows.models import InpaintParams
 from tests.deployments.prefect_server import INPAINT_FLOWS, clean_env
-from tests.flows.helpers import JobCounts
+from tests.flows.helpers import JobCounts, call_batch_flow
 from tests.flows.rerun_scenarios import Kind, Scenario
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -48,7 +48,7 @@ def make_scenario(tmp_path: Path) -> Iterator[MakeScenario]:
 async def run_batch(scenario: Scenario) -> State:
     params = scenario.params()
     params["defaults"] = InpaintParams(**params["defaults"])
-    return await inpaint_batch(**params, return_state=True)
+    return await call_batch_flow(**params, return_state=True)
 
 
 async def first_run(scenario: Scenario) -> tuple[pd.DataFrame, JobCounts]:

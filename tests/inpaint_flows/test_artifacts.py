@@ -16,7 +16,7 @@ from inpaint_flows.artifacts import (
     report_table,
     summary_markdown,
 )
-from inpaint_flows.batch import BatchReport
+from inpaint_flows.finalize import BatchReport
 from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
 from inpaint_flows.report import summarize
 

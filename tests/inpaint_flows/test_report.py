@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from inpaint_flows import report as report_module
 from inpaint_flows import storage
-from inpaint_flows.models import SAMPLERS, Embedding, InpaintParams, JobOutcome, JobStatus, LoRA
+from inpaint_flows.contract import SAMPLERS
+from inpaint_flows.models import Embedding, InpaintParams, JobOutcome, JobStatus, LoRA
 from inpaint_flows.report import (
     COLUMNS,
     merge_outcomes,

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from novita_local.contract import ERROR_BODY_KEYS
+from inpaint_flows.contract import ERROR_BODY_KEYS
 from novita_local.server import LocalServer
 
 SIZE = 64

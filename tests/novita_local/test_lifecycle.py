@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from novita_local.contract import TASK_STATUSES
+from inpaint_flows.contract import TASK_STATUSES
 from novita_local.server import LocalServer
 from tests.novita_local.helpers import (
     SIZE,

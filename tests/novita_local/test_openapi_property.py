@@ -15,7 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from novita_local.contract import ERROR_BODY_KEYS, SAMPLERS
+from inpaint_flows.contract import ERROR_BODY_KEYS, SAMPLERS
 from novita_local.server import LocalServer
 from tests.novita_local.helpers import valid_body
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from novita_local.contract import SAMPLERS
+from inpaint_flows.contract import SAMPLERS
 from tests.novita_local.helpers import assert_error, valid_body
 
 MISSING = object()  # remove the field instead of setting it

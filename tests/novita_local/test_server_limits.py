@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from novita_local.contract import ERROR_BODY_KEYS
+from inpaint_flows.contract import ERROR_BODY_KEYS
 from tests.novita_local.helpers import (
     StartServer,
     assert_error,

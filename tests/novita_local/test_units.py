@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from novita_local.contract import (
+from inpaint_flows.contract import (
     ERROR_STATUS,
     FIELD_DESCRIPTIONS,
     MAX_IMAGE_BYTES,

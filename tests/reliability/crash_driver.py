@@ -89,11 +89,11 @@ def _install_pauses(out: Path) -> None:
 
 
 async def main(source: str, out: str, base_url: str, images_per_minute: float | None) -> None:
-    from flows.inpaint_batch import inpaint_batch
     from inpaint_flows.models import InpaintParams
+    from tests.flows.helpers import call_batch_flow
 
     _install_pauses(Path(out))
-    await inpaint_batch(
+    await call_batch_flow(
         source=source,
         out=out,
         defaults=InpaintParams(steps=1),

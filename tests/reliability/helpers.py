@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from flows.inpaint_batch import inpaint_batch
 from inpaint_flows.images import encode_payload, validate_result_image
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.ledger import LedgerEntry
@@ -29,6 +28,7 @@ from inpaint_flows.models import InpaintParams
 from inpaint_flows.report import read_report
 from novita_local.server import LocalServer
 from novita_local.stats import content_hash
+from tests.flows.helpers import call_batch_flow
 
 FAST = InpaintParams(steps=1)
 HANG_GUARD_S = 150.0  # a run that takes longer is stuck: not a performance bound
@@ -183,7 +183,7 @@ async def run_batch(
     """One flow run of the batch (a new flow run each call), under the hang guard."""
     started = time.monotonic()
     state = await asyncio.wait_for(
-        inpaint_batch(
+        call_batch_flow(
             source=str(src),
             out=str(out),
             defaults=FAST,

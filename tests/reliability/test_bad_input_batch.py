@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from flows.inpaint_batch import inpaint_batch
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.pipeline import prepare
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
+from tests.flows.helpers import call_batch_flow
 from tests.inpaint_flows.badinputs import (
     FILE_KINDS,
     INVALID_KINDS,
@@ -206,7 +206,7 @@ async def test_unusable_manifests_fail_the_run_before_anything_is_paid(
     for bad in manifests:
         out = tmp_path / f"out-{bad.kind}"
         before = server_view(server).total_submitted
-        state = await inpaint_batch(
+        state = await call_batch_flow(
             source=str(bad.path),
             out=str(out),
             defaults=FAST,

@@ -48,10 +48,10 @@ from prefect.settings import (
 )
 from pydantic import SecretStr
 
-from flows.inpaint_batch import inpaint_batch
 from inpaint_flows import client as client_module
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
+from tests.flows.helpers import call_batch_flow
 from tests.reliability.helpers import FAST, report_rows, write_batch
 from tests.reliability.proxy import MisbehavingProxy
 
@@ -119,7 +119,7 @@ def results_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 async def run(src: Path, out: Path, base_url: str, **kwargs: Any) -> Any:
-    return await inpaint_batch(
+    return await call_batch_flow(
         source=str(src),
         out=str(out),
         defaults=FAST,

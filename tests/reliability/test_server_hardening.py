@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from inpaint_flows.contract import ERROR_BODY_KEYS
 from novita_local import app as app_module
 from novita_local.config import ServerConfig
-from novita_local.contract import ERROR_BODY_KEYS
 from novita_local.server import LocalServer
 from tests.novita_local.helpers import valid_body
 

@@ -1,8 +1,11 @@
-"""The Novita inpainting contract as code: enums, limits, error reasons and request models.
+"""The Novita inpainting contract as code: enums, limits, error reasons and request fields.
 
-Single source for these facts on both sides: the local server validates with them and the
-pipeline's client-side checks (mask validation, parameter models) import them.
-See ../shared/novita-contract.md for the prose.
+The one source of these facts for both sides: the client's request model
+(`inpaint_flows.models.InpaintParams`), its input checks and its error handling import them, and
+so does the local server (`novita_local`), which depends on this module, never the other way
+round. Each request field's type, range and the phrase that describes it ("an integer from 1 to
+100") are defined once below as an annotated type that both request models use, so whatever the
+client accepts the server accepts too. See docs/novita-contract.md for the prose.
 
 The request models mirror the contract table. Each field's `description` is the phrase used in
 error messages ("request.steps must be an integer from 1 to 100; got 500"), so the OpenAPI schema
@@ -22,7 +25,7 @@ Decisions where the contract is silent:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -43,6 +46,8 @@ MAX_EMBEDDINGS = 5
 MAX_SEED = 2**63 - 1  # int64, like the proto field behind it
 TASK_TYPE = "INPAINTING"
 DEFAULT_IMAGE_URL_TTL = 3600
+# The seed's example checkpoint: a real Novita inpainting `sd_name`.
+DEFAULT_MODEL = "realisticVisionV40_v40VAE-inpainting_81543.safetensors"
 
 # reason -> HTTP status (contract "Errors" table)
 ERROR_STATUS: dict[str, int] = {
@@ -59,6 +64,7 @@ ERROR_STATUS: dict[str, int] = {
     "BILLING_AUTH_FAILED": 403,
     "FEATURE_NOT_ALLOWED": 403,
     "API_NOT_ALLOWED": 403,
+    "NEED_REAL_NAME_VERIFY": 403,
     "API_NOT_FOUND": 404,
     "TASK_NOT_FOUND": 404,
     "RATE_LIMIT_EXCEEDED": 429,
@@ -68,18 +74,40 @@ ERROR_STATUS: dict[str, int] = {
     "TASK_FAILED": 500,
 }
 
+# Reasons that are about the account, not one image: the first one stops a batch's new submits
+# (`inpaint_flows.halt`). Each maps to what the user should do. Sources: the error-code table,
+# Novita's general error guide and its SDKs (docs/novita-contract.md); MODEL_NOT_FOUND is the
+# local server's token for an unknown model name (how Novita refuses one is unconfirmed).
+_RERUN = "then rerun the same command: finished jobs are skipped and nothing is paid twice."
+BATCH_STOPPING_REASONS: dict[str, str] = {
+    "MISSING_API_KEY": "set NOVITA_API_KEY or the Secret block to your key, " + _RERUN,
+    "INVALID_API_KEY": "check the key (NOVITA_API_KEY or the Secret block), " + _RERUN,
+    "BILLING_AUTH_FAILED": "check the account's billing in Novita's dashboard, " + _RERUN,
+    "NEED_REAL_NAME_VERIFY": "complete real-name verification on Novita, " + _RERUN,
+    "FEATURE_NOT_ALLOWED": "this account may not use inpainting; check its plan, " + _RERUN,
+    "API_NOT_ALLOWED": "this account may not use this API; check its plan, " + _RERUN,
+    "ANONYMOUS_ACCESS_QUOTA_EXCEEDS": "use an API key, " + _RERUN,
+    "BILLING_BALANCE_NOT_ENOUGH": "top up the Novita balance, " + _RERUN,
+    "MODEL_NOT_FOUND": "use a name listed by `GET /v3/model` (see `inpaint-flows check`), "
+    + _RERUN,
+}
+
 # Reasons only the local server uses, for statuses the contract has no token for. Same body shape.
 LOCAL_ERROR_STATUS: dict[str, int] = {
     "METHOD_NOT_ALLOWED": 405,
     "SERVICE_UNAVAILABLE": 503,
 }
 
-TASK_STATUSES: tuple[str, ...] = (
+TaskStatus = Literal[
     "TASK_STATUS_QUEUED",
     "TASK_STATUS_PROCESSING",
     "TASK_STATUS_SUCCEED",
     "TASK_STATUS_FAILED",
-)
+    # In Novita's JS SDK enum beside the four documented ones; a client treats it as "ask again".
+    "TASK_STATUS_UNKNOWN",
+]
+TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+FINAL_TASK_STATUSES = frozenset(("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"))
 ERROR_BODY_KEYS = frozenset({"code", "reason", "message", "metadata"})
 
 
@@ -111,12 +139,6 @@ def _integral_float_to_int(value: object) -> object:
     return value
 
 
-def _bool_to_int(value: object) -> object:
-    if isinstance(value, bool):
-        return int(value)
-    return _integral_float_to_int(value)
-
-
 def _legacy_fill(value: object) -> object:
     value = _integral_float_to_int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3:
@@ -125,15 +147,64 @@ def _legacy_fill(value: object) -> object:
 
 
 Int = Annotated[int, BeforeValidator(_integral_float_to_int)]
-Flag01 = Annotated[int, BeforeValidator(_bool_to_int)]
 LegacyFill = Annotated[Any, BeforeValidator(_legacy_fill)]
 Sampler = Literal[SAMPLERS]  # type: ignore[valid-type]
 ResponseImageType = Literal["png", "webp", "jpeg"]
-TaskStatus = Literal[
-    "TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING", "TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"
-]
 
 _SAMPLER_LIST = ", ".join(SAMPLERS)
+
+# ---------------------------------------------------------------- request fields, each once
+# Type, range and the phrase for messages ("request.steps must be <description>; got 500").
+# The client's `InpaintParams` and the server's `InpaintingRequest` both use these.
+
+CheckpointName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="a non-empty checkpoint name (sd_name), e.g. " + DEFAULT_MODEL,
+    ),
+]
+Base64Image = Annotated[
+    str, Field(min_length=1, description="a non-empty base64 PNG, JPEG or WEBP")
+]
+Prompt = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_TEXT_CHARS, description="a string of 1 to 1024 characters"),
+]
+ImageNum = Annotated[Int, Field(ge=1, le=8, description="an integer from 1 to 8")]
+Steps = Annotated[Int, Field(ge=1, le=100, description="an integer from 1 to 100")]
+GuidanceScale = Annotated[float, Field(ge=1, le=30, description="a number from 1 to 30")]
+SamplerName = Annotated[Sampler, Field(description=f"one of: {_SAMPLER_LIST}")]
+Seed = Annotated[
+    Int, Field(ge=-1, le=MAX_SEED, description="an integer from -1 (random) to 2^63-1")
+]
+MaskBlur = Annotated[Int, Field(ge=0, le=64, description="an integer from 0 to 64")]
+ModelRef = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT_CHARS, description="a non-empty model name")
+]
+Strength = Annotated[float, Field(ge=0, le=1, description="a number from 0 to 1")]
+ClipSkip = Annotated[Int, Field(ge=1, le=12, description="an integer from 1 to 12")]
+FullRes = Annotated[Literal[0, 1], Field(description="0 (whole picture) or 1 (only masked area)")]
+FullResPadding = Annotated[Int, Field(ge=0, le=256, description="an integer from 0 to 256")]
+MaskInvert = Annotated[
+    Literal[0, 1], Field(description="0 (inpaint masked) or 1 (inpaint not masked)")
+]
+NoiseMultiplier = Annotated[float, Field(ge=0, le=1.5, description="a number from 0 to 1.5")]
+# proto3 "unset" values the server tolerates (the official SDK's dataclass defaults send them);
+# a client never sends them.
+_Unset0 = Literal[0]
+_UnsetText = Literal[""]
+
+
+def _flag(value: object) -> object:
+    """0/1 flags also as true/false (the SDK's dataclass declares them bool)."""
+    if isinstance(value, bool):
+        return int(value)
+    return _integral_float_to_int(value)
+
+
+_TolerantFlag = BeforeValidator(_flag)
 
 
 class _Model(BaseModel):
@@ -141,67 +212,53 @@ class _Model(BaseModel):
 
 
 class LoraSpec(_Model):
-    model_name: str = Field(min_length=1, description="a non-empty string (a LoRA name)")
-    strength: float | None = Field(default=None, ge=0, le=1, description="a number from 0 to 1")
+    model_name: Annotated[ModelRef, Field(description="a non-empty string (a LoRA name)")]
+    strength: Strength | None = None
 
 
 class EmbeddingSpec(_Model):
-    model_name: str = Field(min_length=1, description="a non-empty string (an embedding name)")
+    model_name: Annotated[ModelRef, Field(description="a non-empty string (an embedding name)")]
 
 
 class InpaintingRequest(_Model):
-    """`request`: the inpainting parameters (contract table)."""
+    """`request`: the inpainting parameters (contract table), as the server accepts them."""
 
-    model_name: str = Field(
-        min_length=1,
-        max_length=MAX_TEXT_CHARS,
-        description="a non-empty checkpoint name (sd_name), e.g. local-telea-inpainting",
+    model_name: CheckpointName
+    image_base64: Base64Image
+    mask_image_base64: Base64Image
+    prompt: Prompt
+    image_num: ImageNum
+    steps: Steps
+    guidance_scale: GuidanceScale
+    sampler_name: SamplerName
+    negative_prompt: Annotated[
+        Prompt | _UnsetText | None,
+        Field(description="a string of 1 to 1024 characters (or empty/null for none)"),
+    ] = None
+    seed: Seed | None = None
+    mask_blur: MaskBlur | None = None
+    sd_vae: Annotated[ModelRef | _UnsetText | None, Field(description="a string (a VAE name)")] = (
+        None
     )
-    image_base64: str = Field(min_length=1, description="a non-empty base64 PNG, JPEG or WEBP")
-    mask_image_base64: str = Field(min_length=1, description="a non-empty base64 PNG, JPEG or WEBP")
-    prompt: str = Field(
-        min_length=1, max_length=MAX_TEXT_CHARS, description="a string of 1 to 1024 characters"
-    )
-    image_num: Int = Field(ge=1, le=8, description="an integer from 1 to 8")
-    steps: Int = Field(ge=1, le=100, description="an integer from 1 to 100")
-    guidance_scale: float = Field(ge=1, le=30, description="a number from 1 to 30")
-    sampler_name: Sampler = Field(description=f"one of: {_SAMPLER_LIST}")
-    negative_prompt: str | None = Field(
-        default=None,
-        max_length=MAX_TEXT_CHARS,
-        description="a string of 1 to 1024 characters (or empty/null for none)",
-    )
-    seed: Int | None = Field(
-        default=None, ge=-1, le=MAX_SEED, description="an integer >= -1 (-1 = random)"
-    )
-    mask_blur: Int | None = Field(default=None, ge=0, le=64, description="an integer from 0 to 64")
-    sd_vae: str | None = Field(default=None, description="a string (a VAE name)")
-    loras: list[LoraSpec] | None = Field(
-        default=None,
-        max_length=MAX_LORAS,
-        description="a list of at most 5 {model_name, strength} objects",
-    )
-    embeddings: list[EmbeddingSpec] | None = Field(
-        default=None,
-        max_length=MAX_EMBEDDINGS,
-        description="a list of at most 5 {model_name} objects",
-    )
-    clip_skip: Int | None = Field(
-        default=None, ge=0, le=12, description="an integer from 1 to 12 (0 or null for default)"
-    )
-    strength: float | None = Field(default=None, ge=0, le=1, description="a number from 0 to 1")
-    inpainting_full_res: Flag01 | None = Field(
-        default=None, ge=0, le=1, description="0 (whole picture) or 1 (only masked area)"
-    )
-    inpainting_full_res_padding: Int | None = Field(
-        default=None, ge=0, le=256, description="an integer from 0 to 256"
-    )
-    inpainting_mask_invert: Flag01 | None = Field(
-        default=None, ge=0, le=1, description="0 (inpaint masked) or 1 (inpaint not masked)"
-    )
-    initial_noise_multiplier: float | None = Field(
-        default=None, ge=0, le=1.5, description="a number from 0 to 1.5"
-    )
+    loras: Annotated[
+        list[LoraSpec] | None,
+        Field(
+            max_length=MAX_LORAS, description="a list of at most 5 {model_name, strength} objects"
+        ),
+    ] = None
+    embeddings: Annotated[
+        list[EmbeddingSpec] | None,
+        Field(max_length=MAX_EMBEDDINGS, description="a list of at most 5 {model_name} objects"),
+    ] = None
+    clip_skip: Annotated[
+        ClipSkip | _Unset0 | None,
+        Field(description="an integer from 1 to 12 (0 or null for default)"),
+    ] = None
+    strength: Strength | None = None
+    inpainting_full_res: Annotated[FullRes | None, _TolerantFlag] = None
+    inpainting_full_res_padding: FullResPadding | None = None
+    inpainting_mask_invert: Annotated[MaskInvert | None, _TolerantFlag] = None
+    initial_noise_multiplier: NoiseMultiplier | None = None
     inpainting_fill: LegacyFill = Field(
         default=None,
         description="legacy v2 field: 0 fill, 1 original, 2 latent noise, 3 latent nothing",
@@ -282,10 +339,22 @@ class ErrorBody(BaseModel):
 def _describe(model: type[BaseModel], prefix: str, into: dict[str, str]) -> None:
     for name, info in model.model_fields.items():
         path = f"{prefix}.{name}" if prefix else name
-        into[path] = info.description or "a valid value"
+        into[path] = info.description or _description_in(info.annotation) or "a valid value"
         for nested in _nested_models(info.annotation):
             nested_prefix = f"{path}[]" if _is_list(info.annotation) else path
             _describe(nested, nested_prefix, into)
+
+
+def _description_in(annotation: Any) -> str | None:
+    """The description of an annotated type inside `annotation` (e.g. `Seed | None`)."""
+    for item in getattr(annotation, "__metadata__", ()):
+        if getattr(item, "description", None):
+            return str(item.description)
+    for arg in getattr(annotation, "__args__", ()):
+        found = _description_in(arg)
+        if found:
+            return found
+    return None
 
 
 def _nested_models(annotation: Any) -> list[type[BaseModel]]:

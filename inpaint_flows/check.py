@@ -1,0 +1,210 @@
+"""Check a batch before paying: names against `GET /v3/model` (free), inputs, what is done.
+
+`check_names` is the flow's first step too: a model, VAE, LoRA or embedding name the API does
+not list makes every row that uses it `invalid` (`MODEL_NOT_FOUND`) before anything is sent, and
+the listing call itself proves the key (a refused key stops the batch there, through the
+client's halt). `inpaint-flows check` adds the per-input checks and the bill: how many requests
+will be paid and how long they take at the pacing limit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from inpaint_flows.client import NovitaClient
+from inpaint_flows.errors import NovitaAPIError
+from inpaint_flows.models import InpaintParams, Job
+from inpaint_flows.settings import BatchSettings
+
+MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+# name kind -> the `filter.types` value that lists it
+_KINDS = {"checkpoint": "checkpoint", "VAE": "vae", "LoRA": "lora", "embedding": "textualinversion"}
+
+
+def names_used(params: InpaintParams) -> list[tuple[str, str]]:
+    """(kind, name) of every model a request names."""
+    used = [("checkpoint", params.model_name)]
+    if params.sd_vae:
+        used.append(("VAE", params.sd_vae))
+    used += [("LoRA", lora.model_name) for lora in params.loras or ()]
+    used += [("embedding", e.model_name) for e in params.embeddings or ()]
+    return used
+
+
+@dataclass(frozen=True)
+class NameCheck:
+    """What the API said about the names a batch uses."""
+
+    unknown: dict[tuple[str, str], str]  # (kind, name) -> message
+    skipped: str | None = None  # why the names could not be checked (then none is refused)
+
+    def problem(self, params: InpaintParams) -> str | None:
+        found = [self.unknown[k] for k in names_used(params) if k in self.unknown]
+        return " ".join(found) if found else None
+
+
+async def check_names(client: NovitaClient, params: Iterable[InpaintParams]) -> NameCheck:
+    """Ask `GET /v3/model` about every distinct name; unknown names get a message.
+
+    A listing the API does not offer (404, e.g. a proxy without it) skips the check rather than
+    refusing every row; an error about the account (401/403) is raised, and the client's halt
+    has already stopped the batch.
+    """
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for p in params:
+        for kind, name in names_used(p):
+            wanted[kind].add(name)
+    unknown: dict[tuple[str, str], str] = {}
+    for kind, names in wanted.items():
+        for name in sorted(names):
+            try:
+                listed = await client.list_models(types=_KINDS[kind], query=name)
+            except NovitaAPIError as exc:
+                if exc.status_code == 404:
+                    return NameCheck({}, skipped=f"the API does not list models ({exc.reason})")
+                raise
+            if not any(name in _names_of(m) for m in listed):
+                unknown[(kind, name)] = (
+                    f"The {kind} {name!r} is not listed by the API (GET /v3/model), so every "
+                    f"request naming it would be refused: use a listed name (`inpaint-flows "
+                    "check` shows them) or turn the check off with --no-check-names."
+                )
+    return NameCheck(unknown)
+
+
+def _names_of(model: dict[str, object]) -> set[str]:
+    return {str(model[k]) for k in ("sd_name", "sd_name_in_api", "name") if model.get(k)}
+
+
+def with_name_problems(jobs: Sequence[Job], names: NameCheck) -> list[Job]:
+    """`jobs` with a `MODEL_NOT_FOUND` problem on each whose request names an unknown model."""
+    out = []
+    for job in jobs:
+        problem = None if job.problem else names.problem(job.params)
+        out.append(
+            job.evolve(problem=f"{job.name}: {problem}", problem_reason=MODEL_NOT_FOUND)
+            if problem
+            else job
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `inpaint-flows check` found: nothing was paid to find it."""
+
+    api: str
+    jobs: int
+    invalid: dict[str, int]  # reason -> inputs
+    examples: tuple[str, ...]  # a few problem messages, for the person reading
+    unknown_names: tuple[str, ...]
+    names_skipped: str | None
+    key_problem: str | None
+    already_done: int
+    in_ledger: int  # submitted earlier, not finished: polled, not paid again
+    to_pay_requests: int
+    to_pay_images: int
+    images_per_minute: float | None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.invalid or self.unknown_names or self.key_problem)
+
+    def text(self) -> str:
+        lines = [f"API: {self.api}", f"Inputs: {self.jobs}"]
+        if self.key_problem:
+            lines.append(f"Key: REFUSED. {self.key_problem}")
+        else:
+            lines.append("Key: accepted (GET /v3/model answered).")
+        if self.names_skipped:
+            lines.append(f"Model names: not checked ({self.names_skipped}).")
+        elif self.unknown_names:
+            lines += ["Model names: UNKNOWN"] + [f"  - {m}" for m in self.unknown_names]
+        else:
+            lines.append("Model names: all listed by the API.")
+        if self.invalid:
+            lines.append(f"Invalid inputs: {sum(self.invalid.values())} (not sent)")
+            lines += [f"  - {reason}: {n}" for reason, n in sorted(self.invalid.items())]
+            lines += [f"    {m}" for m in self.examples]
+        lines.append(f"Already done: {self.already_done} (skipped, nothing paid)")
+        if self.in_ledger:
+            lines.append(f"Submitted earlier, still to fetch: {self.in_ledger} (polled, not paid)")
+        lines.append(f"To pay: {self.to_pay_requests} request(s), {self.to_pay_images} image(s)")
+        if self.images_per_minute and self.to_pay_images:
+            minutes = self.to_pay_images / self.images_per_minute
+            lines.append(
+                f"Time at {self.images_per_minute:g} images/min: about {_duration(minutes * 60)}"
+                " (plus the last tasks' own duration)."
+            )
+        lines.append("Nothing was submitted or paid by this check.")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+async def run_check(settings: BatchSettings) -> CheckReport:
+    """Check `settings`' batch: inputs, names and key against the API, the ledger, the bill."""
+    import asyncio
+
+    from inpaint_flows.batch import open_run
+    from inpaint_flows.endpoint import resolve_endpoint
+    from inpaint_flows.jobs import discover_jobs
+    from inpaint_flows.pipeline import outputs_for, prepare_many
+
+    jobs = await asyncio.to_thread(discover_jobs, settings.source, settings.defaults, settings.mask)
+    async with (
+        resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
+        open_run(settings, endpoint) as run,
+    ):
+        key_problem = None
+        names = NameCheck({}, skipped="turned off (--no-check-names)")
+        if settings.check_names:
+            try:
+                names = await check_names(run.client, {job.params for job in jobs})
+            except NovitaAPIError as exc:
+                key_problem = exc.message
+                names = NameCheck({}, skipped="the API refused the listing")
+        jobs = with_name_problems(jobs, names)
+        states = await asyncio.to_thread(prepare_many, jobs)
+    invalid: dict[str, int] = defaultdict(int)
+    examples: list[str] = []
+    done = in_ledger = requests = images = 0
+    for state in states:
+        if state.outcome is not None:
+            invalid[state.outcome.reason or "INVALID_INPUT"] += 1
+            if len(examples) < 5 and state.outcome.message:
+                examples.append(state.outcome.message)
+            continue
+        assert state.prepared is not None
+        entry = run.ledger.get(state.prepared.job_key)
+        if entry is not None and run.ledger.outputs_intact(
+            entry, settings.out, outputs_for(entry, state.job.output_stem)
+        ):
+            done += 1
+        elif entry is not None and entry.state == "submitted":
+            in_ledger += 1
+        else:
+            requests += 1
+            images += state.job.params.image_num
+    return CheckReport(
+        api=endpoint.label,
+        jobs=len(jobs),
+        invalid=dict(invalid),
+        examples=tuple(examples),
+        unknown_names=tuple(names.unknown.values()),
+        names_skipped=names.skipped,
+        key_problem=key_problem,
+        already_done=done,
+        in_ledger=in_ledger,
+        to_pay_requests=requests,
+        to_pay_images=images,
+        images_per_minute=settings.images_per_minute,
+    )

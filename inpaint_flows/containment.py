@@ -1,0 +1,38 @@
+"""What a chunk whose task failed after all its retries leaves in the report: one row per input.
+
+A chunk task fails only for something unexpected (a bug, a full disk): per-job API errors are
+outcomes, not exceptions. Even then the batch writes its report, with every input of that chunk
+as `failed` / `CHUNK_CRASHED` and the cause, instead of ending with no report at all. The ledger
+still holds whatever was paid for, so a rerun polls those tasks instead of paying again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from inpaint_flows.models import Job, JobOutcome, JobStatus
+from inpaint_flows.pipeline import outcome_for
+
+CHUNK_CRASHED = "CHUNK_CRASHED"
+
+
+def crashed_chunk_outcomes(
+    chunk: Sequence[Job], error: BaseException, *, api: str | None
+) -> list[JobOutcome]:
+    cause = f"{type(error).__name__}: {error}"
+    return [
+        outcome_for(
+            job,
+            None,
+            None,
+            JobStatus.FAILED,
+            reason=CHUNK_CRASHED,
+            message=(
+                f"{job.name}: the task running its chunk failed after its retries ({cause}). "
+                "What was paid for is in the ledger: rerun the batch (or rerun-failed) to "
+                "finish it without paying twice."
+            ),
+            api=api,
+        )
+        for job in chunk
+    ]

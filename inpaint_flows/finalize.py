@@ -1,0 +1,63 @@
+"""The batch's closing files: report.csv, report.parquet and the gallery, from the report rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from inpaint_flows.gallery import write_gallery
+from inpaint_flows.models import RERUN_STATUSES, JobOutcome
+from inpaint_flows.report import (
+    CSV_NAME,
+    ReportSummary,
+    merge_outcomes,
+    outcomes_from_frame,
+    outcomes_to_frame,
+    read_report,
+    summarize,
+    write_report,
+)
+
+
+class BatchReport(BaseModel):
+    """Where a batch's report went, its summary and its rows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    csv: str
+    parquet: str
+    gallery: str
+    summary: ReportSummary
+    outcomes: tuple[JobOutcome, ...]
+    api: str | None = None  # which API produced this run's results
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if o.status in RERUN_STATUSES)
+
+
+def finalize_report(
+    outcomes: Sequence[JobOutcome],
+    out_dir: str,
+    *,
+    title: str,
+    merge: bool = False,
+    api: str | None = None,
+) -> BatchReport:
+    """Write report.csv, report.parquet and index.html; with `merge`, update the old report."""
+    rows = list(outcomes)
+    previous = Path(out_dir) / CSV_NAME
+    if merge and previous.exists():
+        rows = merge_outcomes(outcomes_from_frame(read_report(previous)), rows)
+    paths = write_report(outcomes_to_frame(rows), out_dir)
+    gallery = write_gallery(rows, out_dir, title=title, api=api)
+    return BatchReport(
+        csv=str(paths.csv),
+        parquet=str(paths.parquet),
+        gallery=str(gallery),
+        summary=summarize(rows),
+        outcomes=tuple(rows),
+        api=api,
+    )

@@ -1,0 +1,122 @@
+"""Every setting of a batch, defined once.
+
+`BatchSettings` is the one definition of what a batch can be asked to do. Everything else is
+derived from it:
+
+- the flow's parameter (`flows.inpaint_batch.inpaint_batch(settings=...)`), which Prefect renders
+  as a form in the dashboard;
+- `batch.json`, saved whole beside the report and read back whole by rerun-failed, so a rerun
+  keeps every setting of the original batch (timeouts, name, chunk size, request defaults);
+- the command line's options (`cli.options`), generated from the fields: names, help, ranges;
+- the deployments' parameters (`deployments/`), validated against this model by a test.
+
+A new setting is one field here (with `Cli(...)` metadata when its option should have another
+name than the field's). No field holds a secret: the key is named by its Secret block, or read
+from the environment when the run starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inpaint_flows.models import InpaintParams
+
+# `base_url` value that asks for the bundled local server (OpenCV inpainting, no key needed).
+LOCAL_BASE_URL = "local"
+
+
+@dataclass(frozen=True)
+class Cli:
+    """Command-line option names for a field, when they differ from `--field-name`."""
+
+    names: tuple[str, ...]
+    # Shown instead of the default in `--help` (e.g. "10 with a key, none locally").
+    default_help: str | None = None
+
+    def __init__(self, *names: str, default_help: str | None = None) -> None:
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "default_help", default_help)
+
+
+class BatchSettings(BaseModel):
+    """What a batch is asked to do: inputs, outputs, request defaults, limits, timeouts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(
+        description="Folder (images/ + masks/, or name + name_mask pairs) or manifest "
+        "(.csv/.jsonl)."
+    )
+    out: Annotated[str, Cli("--out", "-o")] = Field(
+        default="out",
+        description="Output folder: results, report.csv, report.parquet, index.html, batch.json.",
+    )
+    defaults: InpaintParams = Field(
+        default_factory=InpaintParams,
+        description="Request fields for every job; manifest columns override them per row.",
+    )
+    mask: str | None = Field(default=None, description="One mask for every image.")
+    base_url: str | None = Field(
+        default=None,
+        description="API base URL; 'local' for the bundled server. Empty: Novita "
+        "(https://api.novita.ai), which needs a key.",
+    )
+    api_key_secret: str | None = Field(
+        default=None,
+        description="NAME of a Prefect Secret block holding the key (else $NOVITA_API_KEY).",
+    )
+    images_per_minute: Annotated[
+        float | None, Cli("--ipm", default_help="10 with a key, none locally")
+    ] = Field(
+        default=10.0,
+        gt=0,
+        description="Images per minute to pace submits to: the account's limit (None: no pacing).",
+    )
+    max_in_flight: int = Field(
+        default=8, ge=1, le=1000, description="Jobs submitted and not yet downloaded, at most."
+    )
+    chunk_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Jobs per Prefect task run, for the dashboard only (default: automatic).",
+    )
+    state_dir: str | None = Field(
+        default=None, description="Job ledger folder (default OUT/.inpaint-state)."
+    )
+    poll_timeout_s: Annotated[float, Cli("--poll-timeout")] = Field(
+        default=900.0, gt=0, description="Seconds one job may wait for its remote task."
+    )
+    request_timeout_s: Annotated[float, Cli("--request-timeout")] = Field(
+        default=60.0, gt=0, description="Seconds one HTTP request may take (connect, each read)."
+    )
+    batch_name: str | None = Field(
+        default=None,
+        description="Name shown in Prefect run names and artifact keys (default: the source "
+        "folder's name).",
+    )
+    check_names: bool = Field(
+        default=True,
+        description="Check model, VAE, LoRA and embedding names against GET /v3/model (free) "
+        "before paying for anything.",
+    )
+
+    @property
+    def name(self) -> str:
+        """The batch's name: `batch_name`, else the source folder's name."""
+        return self.batch_name or Path(self.source).resolve().name or "batch"
+
+    @property
+    def ledger_dir(self) -> str:
+        return self.state_dir or str(Path(self.out) / ".inpaint-state")
+
+    @property
+    def wants_local_server(self) -> bool:
+        return (self.base_url or "").strip().lower() == LOCAL_BASE_URL
+
+    def replace(self, **changes: object) -> BatchSettings:
+        """A copy with `changes`, validated like a new model (unknown fields are an error)."""
+        return BatchSettings.model_validate({**self.model_dump(), **changes})
