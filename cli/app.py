@@ -148,14 +148,24 @@ def rerun_failed_cmd(
     api_key_secret: str | None = typer.Option(
         None, help="Name of a Prefect Secret block holding the key."
     ),
+    poll_timeout: float | None = typer.Option(
+        None, min=1, help="A longer poll budget for this rerun [default: the batch's own]."
+    ),
 ) -> None:
-    """Rerun the failed, invalid and not-submitted rows of a report and merge them into it."""
+    """Rerun the failed, invalid and not-submitted rows of a report and merge them into it.
+
+    Every setting of the batch is the one saved beside the report (batch.json)."""
     from flows.inpaint_batch import rerun_failed
 
     if not report.is_file():
         raise typer.BadParameter(f"{report} does not exist: pass the report.csv of an earlier run.")
     ok = _run_flow(
-        lambda: rerun_failed(report=str(report), api_key_secret=api_key_secret, return_state=True),
+        lambda: rerun_failed(
+            report=str(report),
+            api_key_secret=api_key_secret,
+            poll_timeout_s=poll_timeout,
+            return_state=True,
+        ),
         "rerunning failed",
         str(report.parent),
     )

@@ -148,16 +148,21 @@ async def inpaint_batch(
 
 
 @flow(name="rerun-failed", flow_run_name="rerun failed of {report}")
-async def rerun_failed(report: str, api_key_secret: str | None = None) -> State:
+async def rerun_failed(
+    report: str, api_key_secret: str | None = None, poll_timeout_s: float | None = None
+) -> State:
     """Redo the failed, invalid and not-submitted rows of `report` and merge them into it.
 
-    Every setting of the batch comes from the `batch.json` saved beside the report. Rows that
+    Every setting of the batch comes from the `batch.json` saved beside the report, except what
+    is given here: another Secret block, or a longer poll budget after jobs timed out. Rows that
     had succeeded are not touched; a failed row whose remote task is still alive is polled, not
     paid for again (the ledger decides, as in every run).
     """
     settings = load_settings(report)
     if api_key_secret:
         settings = settings.replace(api_key_secret=api_key_secret)
+    if poll_timeout_s is not None:
+        settings = settings.replace(poll_timeout_s=poll_timeout_s)
     return await inpaint_batch(
         settings=settings, only=failed_names(report), merge_report=True, return_state=True
     )

@@ -3,7 +3,8 @@
 `index.html` shows, per input, the original, the mask and the result(s) side by side, with the
 status, the reason and message, the task id and the latency. The page is one file with inline
 CSS, no script and no external URL, and every link is relative, so the output folder can be
-zipped, moved or served as it is.
+zipped, moved or served as it is. It is rendered from `templates/gallery.html.j2` with Jinja2's
+autoescape: every value is text, whatever a file name holds.
 
 Thumbnails (longest side 256 px) are made from the files themselves and written to `_thumbs/`.
 They are named by a hash of the source file's path, size and modification time, so writing the
@@ -17,8 +18,8 @@ output path is looked up under the output folder first (where results live), the
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import html
 import io
 import re
 import warnings
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import jinja2
 from PIL import Image, ImageOps
 
 from inpaint_flows.models import JobOutcome, JobStatus
@@ -44,6 +46,7 @@ STATUS_COLOURS: dict[JobStatus, str] = {
     JobStatus.FAILED: "#cf222e",
     JobStatus.INVALID: "#bc4c00",
     JobStatus.SKIPPED_ALREADY_DONE: "#0969da",
+    JobStatus.NOT_SUBMITTED: "#8250df",
     JobStatus.PENDING: "#6e7781",
 }
 
@@ -78,17 +81,44 @@ def write_gallery(
     root = Path(out_dir)
     rows = list(outcomes)
     thumbs = _Thumbnailer(root)
-    body = [_row_html(i, o, root, thumbs) for i, o in enumerate(rows, start=1)]
-    page = _PAGE.format(
-        title=_esc(title),
-        css=_CSS,
-        summary=(f'<p class="api">Results by: {_esc(api)}</p>' if api else "")
-        + _summary_html(rows),
-        rows="\n".join(body) or _EMPTY_ROW,
+    summary = summarize(rows)
+    facts = []
+    if summary.latency_mean_s is not None:
+        facts.append(
+            f"latency mean {summary.latency_mean_s:.1f} s, "
+            f"p95 {summary.latency_p95_s or 0.0:.1f} s, max {summary.latency_max_s or 0.0:.1f} s"
+        )
+    if summary.images_per_min is not None:
+        facts.append(f"{summary.images_per_min:.2f} images/min")
+    page = (
+        _template()
+        .render(
+            title=title,
+            api=api,
+            summary=summary,
+            counts=[(status, n) for status, n in summary.counts.items() if n],
+            count_of=summary.counts,
+            reasons=summary.top_reasons,
+            facts="; ".join(facts),
+            colours=STATUS_COLOURS,
+            rows=[_row(i, o, root, thumbs) for i, o in enumerate(rows, start=1)],
+        )
+        .lstrip()
     )
     path = atomic_write_text(root / INDEX_NAME, page)
     thumbs.prune()
     return path
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("inpaint_flows", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("gallery.html.j2")
 
 
 # --------------------------------------------------------------------------- thumbnails
@@ -178,88 +208,52 @@ def _make_thumbnail(source: Path) -> tuple[bytes, str, tuple[int, int]]:
 # --------------------------------------------------------------------------- HTML
 
 
-def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
+@dataclass(frozen=True)
+class _Result:
+    thumb: _Thumb | _Missing
+    link: str | None
 
 
-def _summary_html(rows: list[JobOutcome]) -> str:
-    summary = summarize(rows)
-    badges = " ".join(
-        f'<span class="badge" style="background:{STATUS_COLOURS[status]}">'
-        f"{_esc(status.value)}: {n}</span>"
-        for status, n in summary.counts.items()
-        if n
-    )
-    parts = [f'<p class="counts"><strong>{summary.total}</strong> input(s) {badges}</p>']
-    if summary.top_reasons:
-        reasons = ", ".join(f"<code>{_esc(r)}</code> × {n}" for r, n in summary.top_reasons)
-        parts.append(f'<p class="reasons">Top failure reasons: {reasons}</p>')
-    facts = []
-    if summary.latency_mean_s is not None:
-        facts.append(
-            f"latency mean {summary.latency_mean_s:.1f} s, "
-            f"p95 {summary.latency_p95_s or 0.0:.1f} s, max {summary.latency_max_s or 0.0:.1f} s"
-        )
-    if summary.images_per_min is not None:
-        facts.append(f"{summary.images_per_min:.2f} images/min")
-    if facts:
-        parts.append(f'<p class="facts">{_esc("; ".join(facts))}</p>')
-    return "\n".join(parts)
+@dataclass(frozen=True)
+class _Fact:
+    text: str = ""
+    code: str = ""  # shown as code (a task id)
 
 
-def _row_html(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer) -> str:
-    status = JobStatus(outcome.status)
-    original = _cell(thumbs.thumb(outcome.image_path), "original", outcome.name, None)
-    if outcome.mask_path:
-        mask = _cell(thumbs.thumb(outcome.mask_path), "mask", outcome.name, None)
-    else:
-        mask = _placeholder("no mask")
-    if outcome.outputs:
-        results = "".join(
-            _cell(thumbs.thumb(p, output=True), "result", outcome.name, _link_inside(p, root))
-            for p in outcome.outputs
-        )
-    else:
-        results = _placeholder(f"no result ({status.value})")
-    details = [
-        f'<span class="badge" style="background:{STATUS_COLOURS[status]}">'
-        f"{_esc(status.value)}</span>"
-    ]
-    if outcome.reason:
-        details.append(f'<div class="reason"><code>{_esc(outcome.reason)}</code></div>')
-    if outcome.message:
-        details.append(f'<div class="message">{_esc(outcome.message)}</div>')
+@dataclass(frozen=True)
+class _Row:
+    index: int
+    name: str
+    status: JobStatus
+    original: _Thumb | _Missing
+    mask: _Thumb | _Missing | None
+    results: tuple[_Result, ...]
+    reason: str | None
+    message: str | None
+    facts: tuple[_Fact, ...]
+
+
+def _row(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer) -> _Row:
     facts = []
     if outcome.task_id:
-        facts.append(f"task <code>{_esc(outcome.task_id)}</code>")
+        facts.append(_Fact(code=outcome.task_id))
     if outcome.latency_s is not None:
-        facts.append(f"{outcome.latency_s:.1f} s")
+        facts.append(_Fact(f"{outcome.latency_s:.1f} s"))
     if outcome.width and outcome.height:
-        facts.append(f"{outcome.width}×{outcome.height}")
-    if facts:
-        details.append(f'<div class="facts">{" · ".join(facts)}</div>')
-    return (
-        f'<tr id="row-{index}" class="row status-{_esc(status.value)}" '
-        f'data-name="{_esc(outcome.name)}" data-status="{_esc(status.value)}">'
-        f'<td class="name">{_esc(outcome.name)}</td>'
-        f'<td class="img">{original}</td><td class="img">{mask}</td>'
-        f'<td class="img">{results}</td>'
-        f'<td class="details">{"".join(details)}</td></tr>'
+        facts.append(_Fact(f"{outcome.width}×{outcome.height}"))
+    return _Row(
+        index=index,
+        name=outcome.name,
+        status=JobStatus(outcome.status),
+        original=thumbs.thumb(outcome.image_path),
+        mask=thumbs.thumb(outcome.mask_path) if outcome.mask_path else None,
+        results=tuple(
+            _Result(thumbs.thumb(p, output=True), _link_inside(p, root)) for p in outcome.outputs
+        ),
+        reason=outcome.reason,
+        message=outcome.message,
+        facts=tuple(facts),
     )
-
-
-def _cell(thumb: _Thumb | _Missing, role: str, name: str, link: str | None) -> str:
-    if isinstance(thumb, _Missing):
-        return _placeholder(thumb.error)
-    img = (
-        f'<img src="{_esc(thumb.src)}" width="{thumb.width}" height="{thumb.height}" '
-        f'alt="{_esc(f"{role} of {name}")}" loading="lazy">'
-    )
-    return f'<a href="{_esc(link)}">{img}</a>' if link else img
-
-
-def _placeholder(text: str) -> str:
-    return f'<div class="placeholder" role="img" aria-label="{_esc(text)}">{_esc(text)}</div>'
 
 
 def _link_inside(path_text: str, root: Path) -> str | None:
@@ -270,50 +264,3 @@ def _link_inside(path_text: str, root: Path) -> str | None:
     except ValueError:
         return None  # a link leaving the folder would break when the folder moves
     return quote(relative.as_posix(), safe="/") if target.is_file() else None
-
-
-_EMPTY_ROW = '<tr><td colspan="5" class="empty">No inputs in this batch.</td></tr>'
-
-_CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1f2328; }
-h1 { font-size: 1.4rem; margin: 0 0 .5rem; }
-header { margin-bottom: 1rem; }
-table { border-collapse: collapse; width: 100%; }
-th, td { border-bottom: 1px solid #d0d7de; padding: .5rem; vertical-align: top; text-align: left; }
-th { background: #f6f8fa; position: sticky; top: 0; }
-td.name { font-family: ui-monospace, monospace; overflow-wrap: anywhere;
-  min-width: 9rem; max-width: 16rem; }
-td.img { min-width: 8rem; }
-td.img img { display: block; max-width: 256px; height: auto; margin-bottom: .25rem;
-  background: repeating-conic-gradient(#eee 0 25%, #fff 0 50%) 0 0 / 16px 16px; }
-.badge { display: inline-block; color: #fff; border-radius: 1em; padding: .1em .6em;
-  font-weight: 600; font-size: .85em; }
-.placeholder { width: 10rem; min-height: 6rem; border: 2px dashed #d0d7de; color: #57606a;
-  background: #f6f8fa; padding: .5rem; font-size: .8em; overflow-wrap: anywhere; }
-.message { margin-top: .25rem; white-space: pre-wrap; }
-.reason, .facts { margin-top: .25rem; color: #57606a; }
-tr.status-failed .placeholder, tr.status-invalid .placeholder { border-color: #cf222e; }
-"""
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body>
-<header>
-<h1>{title}</h1>
-{summary}
-</header>
-<table>
-<thead><tr><th>Input</th><th>Original</th><th>Mask</th><th>Result</th><th>Status</th></tr></thead>
-<tbody>
-{rows}
-</tbody>
-</table>
-</body>
-</html>
-"""

@@ -40,9 +40,11 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ from tests.benchmarks.bench_support import (
     ApiProbe,
     LocalApi,
     child_env,
+    free_port,
     local_api,
     megapixel_batch,
     prefect_server,
@@ -62,7 +65,7 @@ from tests.benchmarks.bench_support import (
     wait_for_recording,
 )
 
-SCENARIOS = ("pacing", "overhead", "polling", "memory", "edge")
+SCENARIOS = ("pacing", "overhead", "polling", "memory", "edge", "unreachable")
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Bench:
         max_in_flight: int,
         images_per_minute: float | None = None,
         chunk_size: int | None = None,
+        expect: str = "COMPLETED",
     ) -> dict[str, Any]:
         folder = self.dir(name)
         config = {
@@ -130,7 +134,7 @@ class Bench:
         figures = dict(result.figures)
         figures["child_wall_s"] = round(result.wall_s, 2)
         figures["polled_peak_rss_mb"] = result.polled_peak_rss_mb
-        if figures.get("state") != "COMPLETED":
+        if figures.get("state") != expect:
             raise RuntimeError(f"{name}: the flow ended {figures.get('state')}: {figures}")
         return figures
 
@@ -156,9 +160,15 @@ class Bench:
 
 
 def _server_flags(
-    *, latency: str, workers: int, ipm: int | None = None, ttl: int | None = None
+    *,
+    latency: str,
+    workers: int,
+    ipm: int | None = None,
+    ttl: int | None = None,
+    profile: str = "helpful",
 ) -> list[str]:
-    flags = ["--latency", latency, "--workers", str(workers), "--seed", "6"]
+    """Local server flags; `helpful` (eta, timings) unless a figure is about Novita's answers."""
+    flags = ["--profile", profile, "--latency", latency, "--workers", str(workers), "--seed", "6"]
     if ipm is not None:
         flags += ["--ipm", str(ipm)]
     if ttl is not None:
@@ -340,15 +350,35 @@ def bench_polling(bench: Bench) -> None:
     jobs = bench.pick(200, 10)
     concurrency = 5 if bench.quick else 50
     latency = "0.5-1.5" if bench.quick else "1-6"
-    cases = [("polling", max(64, concurrency + 8), "server never queues")]
+    steady = "2" if bench.quick else "6"
+    cases = [
+        ("polling", max(64, concurrency + 8), "server never queues", latency, "helpful"),
+        (
+            "polling-eta0",
+            max(64, concurrency + 8),
+            f"Novita's answers: eta 0, no timings; steady {steady} s tasks",
+            steady,
+            "novita",
+        ),
+    ]
     if not bench.quick:
-        cases.append(("polling-queued", 10, "10 workers for 50 in flight: eta includes a queue"))
+        cases.append(
+            (
+                "polling-queued",
+                10,
+                "10 workers for 50 in flight: eta includes a queue",
+                latency,
+                "helpful",
+            )
+        )
     results = []
-    for name, workers, note in cases:
+    for name, workers, note, task_s, profile in cases:
         source = tiny_batch(bench.dir(name) / "in", jobs)
-        with bench.novita(name, _server_flags(latency=latency, workers=workers)) as api:
+        flags = _server_flags(latency=task_s, workers=workers, profile=profile)
+        with bench.novita(name, flags) as api:
             flow = bench.run_flow(name, api, source, max_in_flight=concurrency)
             stats = api.stats()
+            rows = report_rows(bench.dir(name) / "out")
         mean = _mean_polls(stats)
         by_task = list(stats["polls"]["by_task"].values())
         figures = {
@@ -360,6 +390,23 @@ def bench_polling(bench: Bench) -> None:
             "max_polls_per_job": max(by_task) if by_task else 0,
             "flow_makespan_s": round(flow["makespan_s"], 2),
         }
+        if profile == "novita":
+            # From the submit's answer to the result on disk, minus the task's own duration:
+            # how late the run noticed the end (plus the download), per job.
+            added = sorted(float(r["latency_s"]) - float(task_s) for r in rows if r["latency_s"])
+            figures["added_latency_mean_s"] = round(statistics.fmean(added), 3)
+            figures["added_latency_p95_s"] = round(added[int(0.95 * (len(added) - 1))], 3)
+            bound = 0.1 * float(task_s) + 0.5
+            bench.rows.append(
+                Row(
+                    f"{name} N={jobs}: time from task end to download",
+                    f"mean {figures['added_latency_mean_s']:.2f} s, "
+                    f"p95 {figures['added_latency_p95_s']:.2f} s",
+                    f"≤ {bound:.1f} s",
+                    figures["added_latency_mean_s"] <= bound,
+                    "10 % of the task's duration + 0.5 s",
+                )
+            )
         results.append(figures)
         bench.rows.append(
             Row(
@@ -478,12 +525,46 @@ def bench_edge(bench: Bench) -> None:
     bench.done_with(bench.dir(name))
 
 
+# ---------------------------------------------------------------------------- 6. unreachable
+
+
+def bench_unreachable(bench: Bench) -> None:
+    """How long a batch takes to stop when nothing answers at the API's address."""
+    jobs = bench.pick(1000, 40)
+    name = "unreachable"
+    source = tiny_batch(bench.dir(name) / "in", jobs)
+    dead = LocalApi(f"http://127.0.0.1:{free_port()}", None)  # nothing listens there
+    flow = bench.run_flow(
+        name, dead, source, max_in_flight=8, images_per_minute=None, expect="FAILED"
+    )
+    rows = report_rows(bench.dir(name) / "out")
+    statuses = Counter(r["status"] for r in rows)
+    figures = {
+        "jobs": jobs,
+        "flow_makespan_s": round(flow["makespan_s"], 2),
+        "jobs_done_s": flow.get("jobs_done_s"),
+        "statuses": dict(statuses),
+    }
+    bench.figures["unreachable"] = figures
+    bench.rows.append(
+        Row(
+            f"unreachable API, N={jobs}: time to stop the batch",
+            f"{figures['flow_makespan_s']:.1f} s",
+            "≤ 30 s",
+            figures["flow_makespan_s"] <= 30,
+            ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())),
+        )
+    )
+    bench.done_with(bench.dir(name))
+
+
 RUNNERS: dict[str, Callable[[Bench], None]] = {
     "pacing": bench_pacing,
     "overhead": bench_overhead,
     "polling": bench_polling,
     "memory": bench_memory,
     "edge": bench_edge,
+    "unreachable": bench_unreachable,
 }
 
 

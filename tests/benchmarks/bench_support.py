@@ -225,7 +225,7 @@ class LocalApi:
     """`inpaint-flows local-api` in a child process (so its CPU and memory are not the flow's)."""
 
     base_url: str
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None  # None: an address where nothing listens
 
     def stats(self) -> dict[str, Any]:
         response = httpx.get(f"{self.base_url}/_local/stats", timeout=60.0)
@@ -253,7 +253,7 @@ def local_api(log: Path, *, flags: Sequence[str]) -> Iterator[LocalApi]:
             [
                 sys.executable,
                 "-c",
-                "from inpaint_flows.cli import app; app()",
+                "from cli.app import app; app()",
                 "local-api",
                 "--port",
                 str(port),

@@ -49,8 +49,13 @@ def test_quick_benchmark_prints_a_table_and_json_for_every_figure(tmp_path: Path
     saved = json.loads(out.read_text(encoding="utf-8"))
     assert printed == saved
     assert set(saved["figures"]) == set(SCENARIOS)
-    for figure in ("pacing", "overhead", "polling", "memory", "edge"):
+    for figure in SCENARIOS:
         assert any(row["figure"].startswith(figure) for row in saved["table"]), figure
         assert figure in table
     assert saved["figures"]["edge"]["accepted"] == saved["figures"]["edge"]["jobs"]
     assert all(run["peak_rss_mb"] > 0 for run in saved["figures"]["memory"])
+    unreachable = saved["figures"]["unreachable"]
+    assert set(unreachable["statuses"]) <= {"not-submitted", "failed"}
+    assert sum(unreachable["statuses"].values()) == unreachable["jobs"]
+    eta0 = next(run for run in saved["figures"]["polling"] if "added_latency_mean_s" in run)
+    assert eta0["mean_polls_per_job"] > 0

@@ -172,7 +172,7 @@ def tell_story(server: PrefectServer, root: Path) -> NightlyStory:
     create_failure_automation(server, receiver)
 
     params = scenario.params()
-    del params["batch_name"]  # the deployment's own: "nightly"
+    params["settings"]["batch_name"] = "nightly"  # the deployment's own name
     result = server.prefect("deployment", "run", NIGHTLY, "--params", params_json(params))
     match = re.search(r"UUID: ([0-9a-f-]{36})", result.stdout)
     assert match, result.stdout

@@ -51,7 +51,7 @@ async def test_deploy_all_registers_the_schedule_pool_and_pull_step(
     assert dep.global_concurrency_limit is not None
     assert dep.global_concurrency_limit.limit == 1  # one nightly run at a time
     assert set(dep.tags) == {"inpaint", "nightly"}
-    assert dep.parameters["api_key_secret"] == "novita-api-key"
+    assert dep.parameters["settings"]["api_key_secret"] == "novita-api-key"
     assert dep.pull_steps == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
     ]

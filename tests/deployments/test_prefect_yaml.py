@@ -79,11 +79,12 @@ def test_workers_run_flows_from_the_repository_root_of_whoever_deployed() -> Non
 
 def test_secrets_are_named_never_given() -> None:
     for deployment in DEPLOYMENTS:
-        for key, value in (deployment.get("parameters") or {}).items():
+        params = deployment.get("parameters") or {}
+        for key, value in {**params, **params.get("settings", {})}.items():
             assert "key" not in key or key == "api_key_secret", f"{key} looks like a secret"
             if isinstance(value, str):
                 assert not KEY_LIKE.search(value), f"{key}={value!r} looks like a key"
-    assert by_name("nightly")["parameters"]["api_key_secret"] == "novita-api-key"
+    assert by_name("nightly")["parameters"]["settings"]["api_key_secret"] == "novita-api-key"
 
 
 def test_serve_builds_the_same_deployments_with_overrides(tmp_path: Path) -> None:
@@ -96,9 +97,9 @@ def test_serve_builds_the_same_deployments_with_overrides(tmp_path: Path) -> Non
 
     assert sorted(deployments) == sorted(d["name"] for d in DEPLOYMENTS)
     nightly = deployments["nightly"]
-    assert nightly.parameters["source"] == str(tmp_path / "photos")
-    assert nightly.parameters["out"] == str(tmp_path / "night-out")
-    assert nightly.parameters["api_key_secret"] == "novita-api-key"
+    assert nightly.parameters["settings"]["source"] == str(tmp_path / "photos")
+    assert nightly.parameters["settings"]["out"] == str(tmp_path / "night-out")
+    assert nightly.parameters["settings"]["api_key_secret"] == "novita-api-key"
     assert nightly.work_pool_name is None  # served from the process, not a pool
     (schedule,) = nightly.schedules or []
     assert isinstance(schedule.schedule, CronSchedule)
@@ -115,8 +116,10 @@ def test_serve_builds_the_same_deployments_with_overrides(tmp_path: Path) -> Non
 
 def test_serve_keeps_the_yaml_paths_relative_to_the_repository() -> None:
     (nightly, _) = apply_options(load_specs(), ServeOptions(api_key_secret=""))
-    assert nightly.parameters["source"] == str(REPO / "examples")
-    assert nightly.parameters["api_key_secret"] is None  # '' = env key or the local server
+    assert nightly.parameters["settings"]["source"] == str(REPO / "examples")
+    assert (
+        nightly.parameters["settings"]["api_key_secret"] is None
+    )  # '' = NOVITA_API_KEY (or set base_url: local)
 
 
 def test_failure_automation_is_a_valid_automation_on_failed_inpaint_runs() -> None:

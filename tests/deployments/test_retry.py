@@ -78,7 +78,11 @@ def test_retry_and_rerun_failed_deployments_redo_only_what_failed(
     for kind in RETRIED:
         ui_retry(prefect_server, runs[kind])
     report = scenarios["rerun-failed"].out / "report.csv"
-    rerun_id = create_run(prefect_server, RERUN_FAILED, {"report": str(report)})
+    # Every setting of the batch is kept; the poll budget is raised for this rerun, since the
+    # fixed input's new task takes longer than the first run's budget (a user's natural move).
+    rerun_id = create_run(
+        prefect_server, RERUN_FAILED, {"report": str(report), "poll_timeout_s": 60.0}
+    )
     prefect_server.worker_run_once()
 
     for kind in RETRIED:

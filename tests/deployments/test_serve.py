@@ -67,15 +67,20 @@ def test_serve_runs_the_nightly_deployment_without_a_work_pool(
     try:
         dep = wait_for("the served deployment", lambda: _nightly(own_server))
         assert dep["work_pool_name"] is None  # nothing but this process will run it
-        assert dep["parameters"]["source"] == str(src)
-        assert dep["parameters"]["api_key_secret"] is None
+        assert dep["parameters"]["settings"]["source"] == str(src)
+        assert dep["parameters"]["settings"]["api_key_secret"] is None
         (schedule,) = dep["schedules"]
         assert schedule["schedule"]["cron"] == "15 3 * * *"
         assert schedule["schedule"]["timezone"] == "UTC"
 
         with LocalServer() as api:
-            params = {"base_url": api.base_url, "images_per_minute": None, "defaults": {"steps": 1}}
-            run_id = create_run(own_server, NIGHTLY, params)
+            settings = {
+                **dep["parameters"]["settings"],
+                "base_url": api.base_url,
+                "images_per_minute": None,
+                "defaults": {"steps": 1},
+            }
+            run_id = create_run(own_server, NIGHTLY, {"settings": settings})
             state = wait_for(
                 "the served run to finish",
                 lambda: _final_state(own_server, run_id),

@@ -90,6 +90,10 @@ class Scenario:
 
     def params(self) -> dict[str, Any]:
         """Flow parameters, JSON-ready (a deployment run takes the same dict)."""
+        return {"settings": self.settings()}
+
+    def settings(self) -> dict[str, Any]:
+        """The batch's settings (`BatchSettings` fields), JSON-ready."""
         return {
             "source": str(self.src),
             "out": str(self.out),

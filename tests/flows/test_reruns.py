@@ -46,9 +46,9 @@ def make_scenario(tmp_path: Path) -> Iterator[MakeScenario]:
 
 
 async def run_batch(scenario: Scenario) -> State:
-    params = scenario.params()
-    params["defaults"] = InpaintParams(**params["defaults"])
-    return await call_batch_flow(**params, return_state=True)
+    settings = scenario.settings()
+    settings["defaults"] = InpaintParams(**settings["defaults"])
+    return await call_batch_flow(**settings, return_state=True)
 
 
 async def first_run(scenario: Scenario) -> tuple[pd.DataFrame, JobCounts]:
@@ -98,7 +98,9 @@ async def test_rerun_failed_cli_fixes_an_input_and_repolls_live_tasks(
     env = clean_env(PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_HOME=str(tmp_path / "ph"))
 
     result = subprocess.run(
-        [INPAINT_FLOWS, "rerun-failed", str(scenario.out / "report.csv")],
+        # The fixed input's new task takes longer than the first run's poll budget: the user
+        # raises it for this rerun (every other setting is the batch's own).
+        [INPAINT_FLOWS, "rerun-failed", str(scenario.out / "report.csv"), "--poll-timeout", "60"],
         env=env,
         capture_output=True,
         text=True,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import html
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import markupsafe
 import pytest
 from PIL import Image
 
@@ -136,7 +136,7 @@ def test_text_is_escaped(batch: tuple[list[JobOutcome], Path]) -> None:
     page = _render(outcomes, out, title="<b>Batch</b> & co")
     raw = (out / "index.html").read_text(encoding="utf-8")
     assert "<script>" not in raw
-    assert html.escape(outcomes[1].name) in raw
+    assert str(markupsafe.escape(outcomes[1].name)) in raw
     assert "&lt;b&gt;Batch&lt;/b&gt; &amp; co" in raw
     assert outcomes[1].name in page.visible  # a person sees the real name
     assert 'Novita said "NSFW <content>"' in page.visible
