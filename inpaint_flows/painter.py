@@ -26,7 +26,7 @@ Decisions:
   `storage.safe_join` (no `..`, no absolute paths, no symlinks out of FOLDER) and must be one of
   the discovered images; every file written is joined the same way.
 - Loopback only: the painter writes files and has no login, so it refuses to listen on any other
-  address. Requests must name the host as `127.0.0.1`, `localhost` or `[::1]` (so a web page
+  address. Requests must name the host as a loopback address or `localhost` (so a web page
   on another domain that resolves to 127.0.0.1 cannot use it), and a POST from another origin
   is refused.
 """
@@ -68,11 +68,11 @@ __all__ = [
     "bind_loopback",
     "create_app",
     "serve",
+    "url_of",
 ]
 
 HISTORY_DIR = ".history"
 MAX_UPLOAD_BYTES = 64 * 2**20  # a binary mask PNG of 10k x 10k pixels is far smaller
-_LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
 _STATIC = {
     "painter.js": "text/javascript; charset=utf-8",
     "painter.css": "text/css; charset=utf-8",
@@ -375,7 +375,7 @@ def _checked_mask_png(name: str, data: bytes, size: tuple[int, int]) -> bytes:
             reason="EMPTY_MASK",
         )
     buffer = io.BytesIO()
-    mask.save(buffer, format="PNG", optimize=True)
+    mask.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -392,12 +392,12 @@ def create_app(folder: MaskFolder) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
-        if host not in _LOCAL_NAMES:
+        if not _is_loopback(host):
             return _error(400, "UNKNOWN_HOST", f"Host {host!r} refused: open the painter's URL.")
         origin = request.headers.get("origin")
-        if request.method == "POST" and origin is not None:
-            if urlsplit(origin).netloc != request.headers.get("host"):
-                return _error(403, "CROSS_ORIGIN", f"POST from {origin} refused.")
+        cross_origin = origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+        if request.method == "POST" and cross_origin:
+            return _error(403, "CROSS_ORIGIN", f"POST from {origin} refused.")
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = _CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -438,13 +438,17 @@ def create_app(folder: MaskFolder) -> FastAPI:
 
     @app.post("/api/mask")
     async def save(request: Request, name: str, overwrite: bool = False) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-            raise MaskError(
-                f"The mask sent for {name} is {int(declared)} bytes; at most {MAX_UPLOAD_BYTES}.",
-                reason="UPLOAD_TOO_LARGE",
-            )
-        data = await request.body()
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as it comes: no length header needed
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise MaskError(
+                    f"The mask sent for {name} is over {MAX_UPLOAD_BYTES} bytes; a mask PNG is"
+                    " far smaller. Send a PNG of the image's size.",
+                    reason="UPLOAD_TOO_LARGE",
+                )
+            chunks.append(chunk)
+        data = b"".join(chunks)
         saved = await run_in_threadpool(folder.save_mask, name, data, overwrite=overwrite)
         return JSONResponse({"mask": saved.mask, "history": list(saved.history)})
 
@@ -466,11 +470,7 @@ def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     included) and for a port that is in use.
     """
     address = "127.0.0.1" if host == "localhost" else host
-    try:
-        loopback = ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not _is_loopback(address):
         raise ConfigError(
             f"Host {host!r} refused: the painter writes files in your folder and has no login,"
             " so it listens on 127.0.0.1 (or ::1) only. To paint from another machine, forward"
@@ -494,6 +494,16 @@ def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
             ) from exc
         raise
     return sock
+
+
+def _is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1); names are not resolved."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def url_of(sock: socket.socket) -> str:
@@ -525,4 +535,3 @@ def serve(
         server.run(sockets=[sock])
     finally:
         sock.close()
-

@@ -116,7 +116,9 @@
     const data = await response.json();
     state.entries = data.images;
     state.historyDir = data.history;
-    $("folder").textContent = `${data.folder} (${data.layout})`;
+    const folder = $("folder");
+    folder.textContent = `${data.folder.split(/[\\/]/).pop()} (${data.layout})`;
+    folder.title = data.folder;
     if (state.entry) {
       state.entry = state.entries.find((e) => e.name === state.entry.name) || state.entry;
     }
@@ -179,13 +181,17 @@
       state.hasMask = entry.masks.length > 0;
       let note = `New mask: Save writes ${entry.target}.`;
       let kind = "";
-      const mask = await fetch(`/api/mask?${query}`);
-      if (mask.ok) {
-        await loadMask(await mask.blob());
-        note = `Editing ${entry.masks[0]}.`;
-      } else if (mask.status !== 404) {
-        note = `${await errorText(mask)} Starting from an empty mask.`;
-        kind = "error";
+      if (state.hasMask) {
+        const mask = await fetch(`/api/mask?${query}`);
+        try {
+          if (!mask.ok) throw new Error(await errorText(mask));
+          await loadMask(await mask.blob());
+          note = `Editing ${entry.masks[0]}.`;
+        } catch (error) {
+          state.maskCtx.clearRect(0, 0, state.width, state.height);
+          note = `${error.message} Starting from an empty mask.`;
+          kind = "error";
+        }
       }
       if (token !== state.loadToken) return;
       fit();
@@ -425,8 +431,8 @@
     action.points.push(point);
   }
 
-  function endStroke() {
-    const box = boxAround(state.action.points, state.size / 2 + 2);
+  function endStroke(action) {
+    const box = boxAround(action.points, state.size / 2 + 2);
     if (box.w > 0 && box.h > 0) {
       record(box, state.backupCtx.getImageData(box.x, box.y, box.w, box.h));
     }
@@ -631,7 +637,7 @@
     const action = state.action;
     state.action = null;
     if (!action) return;
-    if (action.kind === "stroke") endStroke();
+    if (action.kind === "stroke") endStroke(action);
     else if (action.kind === "rect") commitRect(action);
     requestDraw();
   }

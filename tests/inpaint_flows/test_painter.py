@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from inpaint_flows import painter
 from inpaint_flows.cli import app as cli_app
 from inpaint_flows.errors import ConfigError
 from inpaint_flows.images import load_image, load_mask, prepare_job
@@ -100,7 +101,9 @@ def test_lists_every_image_with_its_masks_and_save_target(client: httpx.Client) 
     ]
 
 
-def test_image_is_served_with_its_exif_orientation_applied(split: Path, client: httpx.Client) -> None:
+def test_image_is_served_with_its_exif_orientation_applied(
+    split: Path, client: httpx.Client
+) -> None:
     response = client.get("/api/image", params={"name": "phone.jpg"})
 
     assert response.status_code == 200
@@ -113,7 +116,9 @@ def test_image_is_served_with_its_exif_orientation_applied(split: Path, client: 
     assert np.abs(pixels - expected).mean() < 3  # the same picture, JPEG-encoded for display
 
 
-def test_existing_mask_is_served_as_the_pipeline_reads_it(split: Path, client: httpx.Client) -> None:
+def test_existing_mask_is_served_as_the_pipeline_reads_it(
+    split: Path, client: httpx.Client
+) -> None:
     # A mask drawn on the stored (unrotated) pixels: the pipeline turns it like the image.
     stored = box_mask(40, 60, (0, 0, 10, 20))
     Image.fromarray(stored).save(split / "masks" / "phone.png")
@@ -193,6 +198,20 @@ def test_unusable_upload_is_refused(
     assert not (split / "masks" / "sub" / "b.png").exists()
 
 
+def test_oversized_upload_is_refused_while_it_arrives(
+    split: Path, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(painter, "MAX_UPLOAD_BYTES", 1000)
+
+    def body() -> Iterator[bytes]:  # streamed: no Content-Length to trust
+        yield from [bytes(600)] * 3
+
+    response = client.post("/api/mask", params={"name": "sub/b.jpg"}, content=body())
+
+    assert (response.status_code, response.json()["reason"]) == (413, "UPLOAD_TOO_LARGE")
+    assert not (split / "masks" / "sub" / "b.png").exists()
+
+
 def test_overwrite_needs_the_flag_and_keeps_the_old_mask(split: Path, client: httpx.Client) -> None:
     mask_file = split / "masks" / "a.png"
     old = mask_file.read_bytes()
@@ -205,9 +224,7 @@ def test_overwrite_needs_the_flag_and_keeps_the_old_mask(split: Path, client: ht
     assert "overwrite=true" in refused.json()["message"]
     assert mask_file.read_bytes() == old
 
-    done = client.post(
-        "/api/mask", params={"name": "a.png", "overwrite": "true"}, content=png(new)
-    )
+    done = client.post("/api/mask", params={"name": "a.png", "overwrite": "true"}, content=png(new))
 
     assert done.status_code == 200, done.text
     (kept,) = done.json()["history"]
@@ -256,6 +273,11 @@ def test_pair_layout_saves_name_mask_beside_the_image(tmp_path: Path) -> None:
             params={"name": "trip/beach.png"},
             content=png(box_mask(30, 20, (0, 0, 10, 10))),
         )
+        again = client.post(
+            "/api/mask",
+            params={"name": "trip/beach.png", "overwrite": "true"},
+            content=png(box_mask(30, 20, (10, 10, 20, 20))),
+        )
 
     assert listed["layout"] == "name + name_mask"
     assert [(e["name"], e["target"]) for e in listed["images"]] == [
@@ -263,8 +285,10 @@ def test_pair_layout_saves_name_mask_beside_the_image(tmp_path: Path) -> None:
         ("trip/beach.png", "trip/beach_mask.png"),
     ]
     assert done.json()["mask"] == "trip/beach_mask.png"
+    (kept,) = again.json()["history"]
+    assert kept.startswith(".history/trip/beach_mask.") and kept.endswith(".png")
     jobs = {j.name: j for j in discover_jobs(root, InpaintParams())}
-    assert sorted(jobs) == ["cat.webp", "trip/beach.png"], "the saved mask became an image"
+    assert sorted(jobs) == ["cat.webp", "trip/beach.png"], "a saved mask became an image"
     assert jobs["trip/beach.png"].mask_path == str(root / "trip" / "beach_mask.png")
 
 
@@ -379,7 +403,7 @@ def test_page_loads_nothing_from_elsewhere(client: httpx.Client) -> None:
     ],
 )
 def test_binding_anything_but_loopback_is_refused(host: str) -> None:
-    with pytest.raises(ConfigError, match="listens on 127.0.0.1") as caught:
+    with pytest.raises(ConfigError, match=r"listens on 127\.0\.0\.1") as caught:
         bind_loopback(host, 0)
     assert caught.value.reason == "NOT_LOOPBACK"
 
@@ -414,8 +438,14 @@ def test_paint_command_serves_the_folder_and_prints_its_url(split: Path) -> None
         env=env,
     )
     lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    stderr = proc.stderr
+    assert stderr is not None
+
+    def read_lines() -> None:
+        for text in stderr:
+            lines.put(text)
+
+    threading.Thread(target=read_lines, daemon=True).start()
     try:
         line = lines.get(timeout=60)
         match = re.search(r"http://127\.0\.0\.1:\d+/", line)
