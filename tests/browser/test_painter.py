@@ -210,6 +210,13 @@ def zoom_keeps_the_point_under_the_mouse(page: Page) -> None:
     assert abs(under.x - 0.3 * WIDTH) < 4 and abs(under.y - 0.6 * HEIGHT) < 4, under
     page.keyboard.press("0")
     assert page.evaluate("painter.view") == fitted
+    page.mouse.down(button="middle")  # the middle button pans
+    page.mouse.move(mouse[0] + 40, mouse[1] - 25, steps=4)
+    page.mouse.up(button="middle")
+    panned = page.evaluate("painter.view")
+    assert (panned["x"] - fitted["x"], panned["y"] - fitted["y"]) == (40, -25)
+    page.get_by_role("button", name="Fit").click()
+    assert page.evaluate("painter.view") == fitted
 
 
 def accept_dialogs(page: Page) -> list[str]:
@@ -310,10 +317,11 @@ def test_strokes_rectangle_and_polygon_are_saved_where_drawn(
     assert np.asarray(Image.open(saved))[int(0.1 * HEIGHT), int(0.35 * WIDTH)] == 255
 
 
-def test_existing_mask_is_loaded_for_editing_and_saved_back_unchanged(
+def test_existing_mask_is_loaded_for_editing_and_alt_rectangle_erases(
     page: Page, folder: Path
 ) -> None:
-    original = np.asarray(Image.open(folder / "masks" / "sub" / "small.png"))
+    mask_file = folder / "masks" / "sub" / "small.png"
+    original = np.asarray(Image.open(mask_file))
     questions = accept_dialogs(page)
     expect(page.locator('#images li[data-name="sub/small.png"] .badge')).to_have_text("mask")
 
@@ -323,6 +331,18 @@ def test_existing_mask_is_loaded_for_editing_and_saved_back_unchanged(
 
     expect(page.locator("#status")).to_contain_text("(previous: masks/.history/sub/small.")
     assert len(questions) == 1 and "masks/sub/small.png already exists" in questions[0]
-    saved = np.asarray(Image.open(folder / "masks" / "sub" / "small.png"))
-    assert np.array_equal(saved, original), "the mask changed on its way through the page"
-    assert len(list((folder / "masks" / ".history" / "sub").glob("small.*.png"))) == 1
+    assert np.array_equal(np.asarray(Image.open(mask_file)), original), "changed on the way"
+
+    # Alt+drag with the rectangle erases: columns 20..30 of the painted band become black.
+    page.keyboard.press("r")
+    page.keyboard.down("Alt")
+    drag(page, to_screen(page, Point(20, 5)), to_screen(page, Point(30, 33)))
+    page.keyboard.up("Alt")
+    page.keyboard.press("Control+s")
+
+    expect(page.locator("#stage")).to_have_attribute("data-state", "saved")
+    assert len(questions) == 2
+    expected = original.copy()
+    expected[5:33, 20:30] = 0
+    assert np.array_equal(np.asarray(Image.open(mask_file)), expected)
+    assert len(list((folder / "masks" / ".history" / "sub").glob("small.*.png"))) == 2
