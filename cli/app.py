@@ -1,4 +1,5 @@
-"""The `inpaint-flows` command: run or check a batch, rerun its failures, serve, local API.
+"""The `inpaint-flows` command: run or check a batch, rerun its failures, serve, paint masks,
+local API.
 
 The batch options of `run` and `check` are generated from `BatchSettings` (`cli.options`), so
 they cannot drift from what the flow accepts.
@@ -197,6 +198,29 @@ def serve(
             api_key_secret=api_key_secret,
         )
     )
+
+
+@app.command()
+def paint(
+    folder: Path = typer.Argument(
+        ..., help="Folder of images: images/ (+ masks/), or images side by side."
+    ),
+    port: int = typer.Option(0, help="Port on 127.0.0.1 [default: a free one]."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
+) -> None:
+    """Paint masks in the browser: a local page (127.0.0.1 only) that saves masks/<name>.png."""
+    from inpaint_flows.errors import ConfigError, InputError
+    from inpaint_flows.painter import serve as serve_painter
+
+    def announce(url: str) -> None:
+        console.print(f"Mask painter for {folder} at {url} (Ctrl-C stops it)", soft_wrap=True)
+
+    try:
+        serve_painter(folder, port=port, open_browser=not no_browser, announce=announce)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FOLDER") from exc
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--port'") from exc
 
 
 def _mount_local_api() -> None:

@@ -60,6 +60,7 @@ __all__ = [
     "load_mask",
     "mask_coverage",
     "normalise_rgb",
+    "orientation_of",
     "prepare_job",
     "validate_result_image",
 ]
@@ -387,6 +388,15 @@ def _open(path: Path, role: _Role, max_pixels: int) -> _Opened:
 
 # ---------------------------------------------------------------------------------------------
 # Orientation
+
+
+def orientation_of(path: str | Path) -> int:
+    """The EXIF orientation tag (1..8) of the image file at `path`; 1 when it has none."""
+    try:
+        with Image.open(path) as img:
+            return _orientation(img)
+    except (OSError, UnidentifiedImageError):
+        return 1
 
 
 def _orientation(img: Image.Image) -> int:
