@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inpaint_flows.masks import MaskRecipe
 from novita_local.contract import SAMPLERS as SAMPLERS  # re-exported: one list for both sides
 
 DEFAULT_MODEL = "realisticVisionV40_v40VAE-inpainting_81543.safetensors"
@@ -101,6 +102,8 @@ class Job(_Frozen):
     batch and is what output names derive from. `problem` holds a discovery-time error (missing
     mask, bad manifest value): such a job is reported invalid and never submitted;
     `problem_reason` is that error's reason token for the report (e.g. `MISSING_MASK`).
+    `mask_recipe` says how the mask is drawn when it is not only the file at `mask_path`
+    (annotations, manifest shapes, a region, grow/shrink/feather); see `masks`.
     """
 
     name: str
@@ -110,6 +113,14 @@ class Job(_Frozen):
     output_stem: str
     problem: str | None = None
     problem_reason: str | None = None
+    mask_recipe: MaskRecipe | None = None
+
+    @property
+    def mask_source(self) -> str | None:
+        """The report's `mask_source`: `file`, or the recipe's sources (`coco+region`)."""
+        if self.mask_recipe is not None:
+            return self.mask_recipe.sources(self.mask_path is not None) or None
+        return "file" if self.mask_path is not None else None
 
 
 class PreparedJob(_Frozen):
@@ -126,6 +137,7 @@ class PreparedJob(_Frozen):
     mask_coverage_pct: float
     image_bytes: int
     mask_bytes: int
+    mask_warnings: tuple[str, ...] = ()  # e.g. a box clipped at the image's edge
 
 
 def job_key_for(image_sha256: str, mask_sha256: str, params: InpaintParams) -> str:
@@ -179,6 +191,9 @@ class JobOutcome(_Frozen):
     width: int | None = None
     height: int | None = None
     mask_coverage_pct: float | None = None
+    mask_source: str | None = None  # file, coco, yolo, labelme, voc, manifest, region (+-joined)
+    mask_ops: str | None = None  # e.g. "grow 4, feather 2"
+    mask_warnings: str | None = None  # what was fixed on the way, e.g. a box clipped at an edge
     task_id: str | None = None
     reason: str | None = None  # Novita reason token, or our own token for local errors
     message: str | None = None  # a sentence for a person: what happened and what to do

@@ -104,6 +104,9 @@ def _base_outcome(job: Job, prepared: PreparedJob | None) -> JobOutcome:
         width=prepared.width if prepared else None,
         height=prepared.height if prepared else None,
         mask_coverage_pct=prepared.mask_coverage_pct if prepared else None,
+        mask_source=job.mask_source,
+        mask_ops=job.mask_recipe.ops.describe() or None if job.mask_recipe else None,
+        mask_warnings="; ".join(prepared.mask_warnings) or None if prepared else None,
     )
 
 

@@ -56,6 +56,9 @@ OUTCOME_COLUMNS: dict[str, Dtype] = {
     "width": "Int64",
     "height": "Int64",
     "mask_coverage_pct": "Float64",
+    "mask_source": "string",
+    "mask_ops": "string",
+    "mask_warnings": "string",
     "job_key": "string",
     "task_id": "string",
     "attempts": "Int64",
@@ -70,6 +73,8 @@ OUTCOME_COLUMNS: dict[str, Dtype] = {
 
 # Fields written as JSON text rather than a scalar column.
 _JSON_OUTCOME_FIELDS = frozenset({"outputs"})
+# Columns added after reports were first written: an older report without them still reads.
+_LATER_COLUMNS = frozenset({"mask_source", "mask_ops", "mask_warnings"})
 
 
 def _param_dtype(annotation: Any) -> Dtype | None:
@@ -167,7 +172,7 @@ def outcomes_from_frame(df: pd.DataFrame) -> list[JobOutcome]:
     column takes the parameter's default, so an older report still reads; a missing outcome
     column, an unknown status or an invalid value raises ValueError naming the row.
     """
-    missing = [c for c in OUTCOME_COLUMNS if c not in df.columns]
+    missing = [c for c in OUTCOME_COLUMNS if c not in df.columns and c not in _LATER_COLUMNS]
     if missing:
         raise ValueError(
             f"report is missing column(s) {', '.join(missing)}; was it written by inpaint-flows?"
@@ -186,7 +191,8 @@ def outcomes_from_frame(df: pd.DataFrame) -> list[JobOutcome]:
 def _outcome(record: Mapping[Any, Any]) -> JobOutcome:
     data: dict[str, Any] = {}
     for field, dtype in OUTCOME_COLUMNS.items():
-        value = record[field]
+        # None for a column added after the report was written (`_LATER_COLUMNS`)
+        value: Any = record.get(field)
         if field in _JSON_OUTCOME_FIELDS:
             data[field] = tuple(json.loads(value)) if _present(value) else ()
         else:
