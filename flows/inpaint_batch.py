@@ -31,6 +31,7 @@ from inpaint_flows.batch import (
 )
 from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.ledger import exclusive_use
+from inpaint_flows.masks import MaskSettings
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.models import InpaintParams, Job, JobOutcome
 from inpaint_flows.pipeline import RunSettings
@@ -67,6 +68,7 @@ async def inpaint_batch(
     out: str = "out",
     defaults: InpaintParams = InpaintParams(),
     mask: str | None = None,
+    masks: MaskSettings = MaskSettings(),
     base_url: str | None = None,
     api_key_secret: str | None = None,
     max_in_flight: int = 8,
@@ -87,6 +89,8 @@ async def inpaint_batch(
         out: the output folder: results, `report.csv`, `report.parquet`, `index.html`.
         defaults: the request fields for every job; manifest columns override them per row.
         mask: one mask for every image (optional).
+        masks: masks drawn from annotations or a fixed region, and grow/shrink/feather applied
+            to every mask (files included); the defaults change nothing.
         base_url: the API; empty means Novita with a key, or the bundled local server without.
         api_key_secret: the NAME of a Prefect Secret block holding the key (else the
             `NOVITA_API_KEY` environment variable is read when the run starts).
@@ -116,6 +120,7 @@ async def inpaint_batch(
         out=out,
         defaults=defaults,
         mask=mask,
+        masks=masks,
         base_url=base_url,
         api_key_secret=api_key_secret,
         images_per_minute=images_per_minute,
@@ -124,7 +129,7 @@ async def inpaint_batch(
     )
     save_spec(spec)
 
-    jobs: list[Job] = await discover(source, defaults, mask)
+    jobs: list[Job] = await discover(source, defaults, mask, masks)
     if only is not None:
         wanted = set(only)
         jobs = [job for job in jobs if job.name in wanted]
@@ -200,6 +205,7 @@ async def rerun_failed(report: str, api_key_secret: str | None = None) -> State:
         out=spec.out,
         defaults=spec.defaults,
         mask=spec.mask,
+        masks=spec.masks,
         base_url=spec.base_url,
         api_key_secret=api_key_secret or spec.api_key_secret,
         max_in_flight=spec.max_in_flight,

@@ -503,7 +503,7 @@ def _read_labelme(src: Path, files: list[Path]) -> Annotations:
         images.append(
             AnnotatedImage(
                 ref=ref,
-                where=file.name,
+                where=_where(src, file),
                 shapes=tuple(shapes),
                 frame=_frame(data.get("imageWidth"), data.get("imageHeight")),
                 problems=tuple(problems),
@@ -572,7 +572,7 @@ def _read_voc(src: Path, files: list[Path]) -> Annotations:
         images.append(
             AnnotatedImage(
                 ref=filename.replace("\\", "/"),
-                where=file.name,
+                where=_where(src, file),
                 shapes=tuple(shapes),
                 frame=frame,
                 problems=tuple(problems),
@@ -650,13 +650,13 @@ def match_images(found: Annotations, images: Sequence[tuple[str, str]]) -> Match
             listing = ", ".join(images[i][0] for i in candidates[:5])
             problem = (
                 "AMBIGUOUS_ANNOTATION",
-                f"{found.source}: {entry.where} names {entry.ref!r}, which fits several images"
+                f"{found.format} {entry.where} names {entry.ref!r}, which fits several images"
                 f" ({listing}). Give the path relative to the source in the annotations.",
             )
         else:
             problem = (
                 "ANNOTATED_IMAGE_NOT_FOUND",
-                f"{found.source}: {entry.where} names image {entry.ref!r}, which is not in the"
+                f"{found.format} {entry.where} names image {entry.ref!r}, which is not in the"
                 " source. Add the image, or remove its annotations.",
             )
         match.unmatched.append((entry, problem))
@@ -725,6 +725,11 @@ def _finite(values: Any, what: str, length: int | None = None) -> list[float]:
             raise ValueError(f"{what} holds {value!r}, which is neither pixels nor a fraction")
         numbers.append(number)
     return numbers
+
+
+def _where(src: Path, file: Path) -> str:
+    """`file` as messages name it: relative to the annotations folder, or its name."""
+    return file.relative_to(src).as_posix() if src.is_dir() else file.name
 
 
 def _frame(width: Any, height: Any) -> tuple[int, int] | None:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.gallery import write_gallery
 from inpaint_flows.ledger import Ledger
+from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
 from inpaint_flows.pipeline import JobRunner, JobState, RunSettings, Stage, open_client
 from inpaint_flows.polling import FirstPoll
@@ -64,6 +65,7 @@ class BatchSpec(BaseModel):
     out: str
     defaults: InpaintParams
     mask: str | None = None
+    masks: MaskSettings = MaskSettings()
     base_url: str | None = None
     api_key_secret: str | None = None
     images_per_minute: float | None = None

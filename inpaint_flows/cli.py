@@ -1,4 +1,5 @@
-"""The `inpaint-flows` command: run a batch, rerun its failures, serve deployments, local API."""
+"""The `inpaint-flows` command: run a batch, rerun its failures, preview masks, serve deployments,
+local API."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from inpaint_flows import progress
+from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams
 
 app = typer.Typer(
@@ -35,6 +37,45 @@ def _params(**fields: Any) -> InpaintParams:
         return _D.with_overrides(overrides)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _mask_settings(
+    annotations: Path | None,
+    labels: str | None,
+    region: str | None,
+    grow: int,
+    shrink: int,
+    feather: int,
+) -> MaskSettings:
+    try:
+        return MaskSettings(
+            annotations=str(annotations) if annotations else None,
+            labels=labels,  # type: ignore[arg-type]  # split on commas by the model
+            region=region,
+            grow=grow,
+            shrink=shrink,
+            feather=feather,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+# The mask options of `run` and `masks`, declared once.
+_ANNOTATIONS = typer.Option(
+    None,
+    "--annotations",
+    help="COCO .json, YOLO labels folder, LabelMe .json file(s) or Pascal VOC .xml file(s).",
+)
+_LABELS = typer.Option(None, "--labels", help="Only these classes, e.g. person,car.")
+_REGION = typer.Option(
+    None,
+    "--mask-region",
+    help="A region masked on every image: bottom-right:20%x10%, bottom:12%, center:30%x20%,"
+    " or x,y,w,h (px or %); join several with +.",
+)
+_GROW = typer.Option(0, "--mask-grow", min=0, help="Grow every mask by PX pixels.")
+_SHRINK = typer.Option(0, "--mask-shrink", min=0, help="Shrink every mask by PX pixels.")
+_FEATHER = typer.Option(0, "--mask-feather", min=0, help="Soft mask edge PX pixels wide.")
 
 
 def _announce(base_url: str | None, api_key_secret: str | None) -> None:
@@ -83,6 +124,12 @@ def run(
     ),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder."),
     mask: Path | None = typer.Option(None, help="One mask for every image."),
+    annotations: Path | None = _ANNOTATIONS,
+    labels: str | None = _LABELS,
+    mask_region: str | None = _REGION,
+    mask_grow: int = _GROW,
+    mask_shrink: int = _SHRINK,
+    mask_feather: int = _FEATHER,
     base_url: str | None = typer.Option(
         None, help="API base URL (default: Novita with a key, else the local server)."
     ),
@@ -161,6 +208,7 @@ def run(
         initial_noise_multiplier=initial_noise_multiplier,
         response_image_type=response_image_type,
     )
+    masks = _mask_settings(annotations, labels, mask_region, mask_grow, mask_shrink, mask_feather)
     _announce(base_url, api_key_secret)
     remote = bool(base_url or os.environ.get("NOVITA_API_KEY") or api_key_secret)
     pacing = ipm if ipm is not None else (10.0 if remote and not base_url else None)
@@ -170,6 +218,7 @@ def run(
             out=str(out),
             defaults=defaults,
             mask=str(mask) if mask else None,
+            masks=masks,
             base_url=base_url,
             api_key_secret=api_key_secret,
             max_in_flight=max_in_flight,
@@ -183,6 +232,47 @@ def run(
         "inpainting",
     )
     raise typer.Exit(0 if ok else 1)
+
+
+@app.command("masks")
+def masks_cmd(
+    source: Path = typer.Argument(
+        ..., help="Folder (images/+masks/, or name+name_mask) or manifest (.csv/.jsonl)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for masks/ and masks.html."),
+    mask: Path | None = typer.Option(None, help="One mask for every image."),
+    annotations: Path | None = _ANNOTATIONS,
+    labels: str | None = _LABELS,
+    mask_region: str | None = _REGION,
+    mask_grow: int = _GROW,
+    mask_shrink: int = _SHRINK,
+    mask_feather: int = _FEATHER,
+) -> None:
+    """Write every image's final mask to OUT/masks/ and a contact sheet OUT/masks.html.
+
+    No API call: see the masks a run would send before paying for it. Exits 1 when an image
+    has no usable mask (listed on the sheet).
+    """
+    from inpaint_flows.errors import InputError
+    from inpaint_flows.mask_preview import write_mask_preview
+
+    settings = _mask_settings(
+        annotations, labels, mask_region, mask_grow, mask_shrink, mask_feather
+    )
+    try:
+        preview = write_mask_preview(source, out, mask=mask, masks=settings)
+    except InputError as exc:
+        console.print(f"[red]{exc.reason}[/red]: {exc}")
+        raise typer.Exit(2) from exc
+    written = sum(1 for item in preview.items if item.mask_file)
+    console.print(
+        f"{written} of {len(preview.items)} mask(s) written to {out / 'masks'};"
+        f" contact sheet: {preview.page}"
+    )
+    for item in preview.items:
+        if item.problem:
+            console.print(f"  [red]{item.reason}[/red] {item.problem}", soft_wrap=True)
+    raise typer.Exit(1 if preview.problems else 0)
 
 
 @app.command("rerun-failed")

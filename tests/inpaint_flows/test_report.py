@@ -27,8 +27,9 @@ from inpaint_flows.report import (
 
 EXPECTED_COLUMNS = [
     "name", "status", "reason", "message", "image_path", "mask_path", "width", "height",
-    "mask_coverage_pct", "mask_source", "mask_ops", "mask_warnings", "job_key", "task_id", "attempts", "submits", "polls", "submitted_at",
-    "finished_at", "latency_s", "seed_used", "outputs",
+    "mask_coverage_pct", "mask_source", "mask_ops", "mask_warnings", "job_key", "task_id",
+    "attempts", "submits", "polls", "submitted_at", "finished_at", "latency_s", "seed_used",
+    "outputs",
     "param_model_name", "param_prompt", "param_negative_prompt", "param_image_num",
     "param_steps", "param_guidance_scale", "param_sampler_name", "param_seed",
     "param_mask_blur", "param_sd_vae", "param_loras", "param_embeddings", "param_clip_skip",
