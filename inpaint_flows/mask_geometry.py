@@ -351,6 +351,7 @@ _CORNERS = {
 }
 _SIDES = ("top", "bottom", "left", "right")
 _LEN = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)(%|px)?$")
+_SIZE = re.compile(r"^([^x]+(?:px)?)x([^x]+(?:px)?)$")
 REGION_HELP = (
     "a corner (bottom-right:20%x10%), a band (bottom:12%), the centre (center:30%x20%) or"
     " x,y,width,height (10,10,200,80 or 5%,90%,30%,8%), in pixels or percent; join several"
@@ -373,6 +374,8 @@ def parse_region(spec: str) -> Region:
 
 
 def _parse_area(part: str) -> tuple[str, tuple[tuple[float, bool], ...]]:
+    if not part:
+        raise ValueError("is empty (a '+' with no area on one side)")
     if ":" in part:
         where, _, size = part.partition(":")
         words = frozenset(where.split("-"))
@@ -387,10 +390,10 @@ def _parse_area(part: str) -> tuple[str, tuple[tuple[float, bool], ...]]:
                 "names no corner or side (top-left, top-right, bottom-left, bottom-right, top,"
                 " bottom, left, right, center)"
             )
-        w, sep, h = size.partition("x")
-        if not sep:
+        pair = _SIZE.match(size)
+        if not pair:
             raise ValueError("needs a size WIDTHxHEIGHT after the colon, e.g. 20%x10%")
-        return kind, (_length(w, "width"), _length(h, "height"))
+        return kind, (_length(pair.group(1), "width"), _length(pair.group(2), "height"))
     values = part.split(",")
     if len(values) != 4:
         raise ValueError("is neither a corner, a side, the centre nor x,y,width,height")
