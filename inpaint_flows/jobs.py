@@ -420,8 +420,7 @@ def _with_mask_recipes(
                     if annotations is not None
                     else "no mask file and no shapes"
                 )
-                draft.problems.insert(
-                    0,
+                draft.problems.append(  # after what is wrong with its annotations, if any
                     (
                         "NO_MASK",
                         f"{draft.rel or draft.image_path}: no mask from any source ({why})."
@@ -438,13 +437,16 @@ def _with_mask_recipes(
         assert annotations is not None
         for entry, (reason, message) in match.unmatched:
             ref = entry.ref
+            problems = [(reason, message), *entry.problems]
+            if any(r == "ANNOTATION_WITHOUT_IMAGE" for r, _ in entry.problems):
+                problems = list(entry.problems)  # it names no file at all: say just that
             out.append(
                 _Draft(
                     rel=ref,
                     image_path=os.path.normpath(root / ref),
                     mask_path=None,
                     params=defaults,
-                    problems=[(reason, message), *entry.problems],
+                    problems=problems,
                     discriminator=f"annotation\0{entry.where}",
                 )
             )
