@@ -615,8 +615,9 @@ def _drawn_mask(
     if job.mask_path is not None:
         mask_path = Path(job.mask_path)
         with _open(mask_path, _MASK, MAX_PIXELS) as raw_mask:
-            file_mask = _mask_plan(raw_mask, image_size, orientation).build(raw_mask)
-            _check_mask_size(job, file_mask.size, raw_mask.size, image_size, orientation)
+            built = _mask_plan(raw_mask, image_size, orientation).build(raw_mask)
+            _check_mask_size(job, built.size, raw_mask.size, image_size, orientation)
+            file_mask = built.copy() if built is raw_mask else built  # outlives the file
     try:
         return render_mask(
             job.mask_recipe,

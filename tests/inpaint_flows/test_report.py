@@ -180,6 +180,13 @@ TRICKY = [
     ),
     outcome("skipped.png", status="skipped-already-done", mask_coverage_pct=1e-300),
     outcome("many.png", outputs=tuple(f"out/many_{i}.png" for i in range(8))),
+    outcome(
+        "drawn.png",
+        mask_path=None,
+        mask_source="coco+region",
+        mask_ops="grow 4, feather 2",
+        mask_warnings="coco a.json image id 1: 'person (annotation id 3)' box ...; clipped",
+    ),
 ]
 
 
@@ -304,6 +311,12 @@ def test_extra_columns_are_kept_and_ignored(tmp_path: Path) -> None:
 def test_missing_param_column_takes_the_default() -> None:
     df = outcomes_to_frame([outcome()]).drop(columns=["param_steps"])
     assert outcomes_from_frame(df)[0].params.steps == InpaintParams().steps
+
+
+def test_report_written_before_the_mask_columns_still_reads() -> None:
+    df = outcomes_to_frame([outcome()]).drop(columns=["mask_source", "mask_ops", "mask_warnings"])
+    (back,) = outcomes_from_frame(df)
+    assert back == outcome() and back.mask_source is None
 
 
 def test_missing_outcome_column_is_a_clear_error() -> None:
