@@ -206,6 +206,8 @@ def _row_html(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer)
     original = _cell(thumbs.thumb(outcome.image_path), "original", outcome.name, None)
     if outcome.mask_path:
         mask = _cell(thumbs.thumb(outcome.mask_path), "mask", outcome.name, None)
+    elif outcome.mask_source:  # drawn from annotations or a region: `inpaint-flows masks`
+        mask = _placeholder(f"mask drawn from {outcome.mask_source}")
     else:
         mask = _placeholder("no mask")
     if outcome.outputs:

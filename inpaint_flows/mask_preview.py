@@ -8,7 +8,8 @@ checked by `images.prepare_job`), and writes:
   the source, without extension), so the folder can serve as the `masks/` of an `images/` +
   `masks/` layout. Reuse them without the grow/shrink/feather options: they are applied already.
 - `OUT/masks.html`: a contact sheet, each image with its mask overlaid in translucent red, its
-  mask source, operations, warnings and problems; `OUT/_preview/` holds its thumbnails.
+  mask source, operations, warnings and problems (images with problems first, then those with
+  warnings); `OUT/_preview/` holds its thumbnails.
 - `OUT/masks.json`: the same facts for scripts. It also lists the files written, so a later
   preview removes the masks it wrote before and no longer makes (a mask left behind would be
   picked up by a run that reuses the folder); no other file is ever removed.
@@ -198,8 +199,10 @@ def _render(
     items: list[PreviewItem], source: str | Path, mask: str | Path | None, settings: MaskSettings
 ) -> str:
     template = _ENV.get_template("mask_preview.html")
+    # What needs a look comes first: problems, then warnings, then the rest, each in order.
+    shown = sorted(items, key=lambda item: (item.problem is None, not item.warnings))
     return template.render(
-        items=items,
+        items=shown,
         source=str(source),
         mask=str(mask) if mask else None,
         settings=settings,

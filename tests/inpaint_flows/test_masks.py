@@ -1,4 +1,4 @@
-"""Mask settings, manifest shape cells, and drawn masks through discovery, checks, keys and payload."""
+"""Mask settings, manifest shape cells, and drawn masks through discovery, checks, keys, payload."""
 
 from __future__ import annotations
 
