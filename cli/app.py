@@ -143,6 +143,41 @@ def check(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command("masks")
+@with_settings_options(frozenset({"mask"}), nested=("masks",))
+def masks_cmd(
+    source: Path = typer.Argument(
+        ..., help="Folder (images/+masks/, or name+name_mask) or manifest (.csv/.jsonl)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for masks/ and masks.html."),
+    *,
+    options: Mapping[str, Any],
+) -> None:
+    """Write every image's final mask to OUT/masks/ and a contact sheet OUT/masks.html.
+
+    No API call: see the masks a run would send before paying for it. Exits 1 when an image
+    has no usable mask (listed on the sheet).
+    """
+    from inpaint_flows.errors import InputError
+    from inpaint_flows.mask_preview import write_mask_preview
+
+    settings = settings_from_options(str(source), options)
+    try:
+        preview = write_mask_preview(source, out, mask=settings.mask, masks=settings.masks)
+    except InputError as exc:
+        console.print(f"[red]{exc.reason}[/red]: {exc}")
+        raise typer.Exit(2) from exc
+    written = sum(1 for item in preview.items if item.mask_file)
+    console.print(
+        f"{written} of {len(preview.items)} mask(s) written to {out / 'masks'};"
+        f" contact sheet: {preview.page}"
+    )
+    for item in preview.items:
+        if item.problem:
+            console.print(f"  [red]{item.reason}[/red] {item.problem}", soft_wrap=True)
+    raise typer.Exit(1 if preview.problems else 0)
+
+
 @app.command("rerun-failed")
 def rerun_failed_cmd(
     report: Path = typer.Argument(..., help="The report.csv (or .parquet) of an earlier run."),

@@ -21,6 +21,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams
 from inpaint_flows.settings import BatchSettings, Cli
 
@@ -32,8 +33,22 @@ _REQUEST_NAMES: dict[str, tuple[str, ...]] = {
     "inpainting_full_res_padding": ("--full-res-padding",),
     "inpainting_mask_invert": ("--invert-mask",),
 }
-# Fields that are not options: the argument, and the nested request model (flattened instead).
-_NOT_OPTIONS = frozenset({"source", "defaults"})
+# Option names of the mask settings' fields (`BatchSettings.masks`).
+_MASK_NAMES: dict[str, tuple[str, ...]] = {
+    "annotations": ("--annotations",),
+    "labels": ("--labels",),
+    "region": ("--mask-region",),
+    "grow": ("--mask-grow",),
+    "shrink": ("--mask-shrink",),
+    "feather": ("--mask-feather",),
+}
+# Nested models whose fields are options of their own: field -> (model, names, JSON fields).
+_NESTED: dict[str, tuple[type[BaseModel], dict[str, tuple[str, ...]], frozenset[str]]] = {
+    "defaults": (InpaintParams, _REQUEST_NAMES, frozenset({"loras", "embeddings"})),
+    "masks": (MaskSettings, _MASK_NAMES, frozenset()),
+}
+# Fields that are not options: the argument, and the nested models (flattened instead).
+_NOT_OPTIONS = frozenset({"source", *_NESTED})
 # Settings only the batch command has (check shares the rest).
 RUN_ONLY = frozenset({"chunk_size", "poll_timeout_s", "request_timeout_s", "batch_name"})
 
@@ -41,7 +56,8 @@ RUN_ONLY = frozenset({"chunk_size", "poll_timeout_s", "request_timeout_s", "batc
 @dataclass(frozen=True)
 class _Option:
     field: str
-    request: bool  # an `InpaintParams` field (goes into `defaults`)
+    nested: str | None  # the nested model it belongs to (`defaults`, `masks`), if any
+    is_json: bool
     parameter: inspect.Parameter
 
 
@@ -50,7 +66,10 @@ def _cli_meta(info: FieldInfo) -> Cli | None:
 
 
 def _scalar(annotation: Any) -> tuple[type, bool]:
-    """(the option's Python type, is JSON) for a field annotation; JSON for lists of models."""
+    """(the option's Python type, is JSON) for a field annotation; JSON for lists of models.
+
+    A tuple of plain strings (e.g. `labels`) is one comma-separated text, split by its model.
+    """
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
@@ -76,25 +95,28 @@ def _help(info: FieldInfo, default: object, meta: Cli | None, is_json: bool) -> 
     return f"{text} [default: {shown}]" if shown not in (None, "") else text
 
 
-def _options(only: frozenset[str] | None = None) -> list[_Option]:
+def _options(
+    only: frozenset[str] | None = None, nested: tuple[str, ...] = tuple(_NESTED)
+) -> list[_Option]:
     options: list[_Option] = []
-    request_defaults = InpaintParams()
-    sources: list[tuple[bool, Mapping[str, FieldInfo]]] = [
-        (False, BatchSettings.model_fields),
-        (True, InpaintParams.model_fields),
+    sources: list[tuple[str | None, Mapping[str, FieldInfo], BaseModel | None]] = [
+        (None, BatchSettings.model_fields, None)
     ]
-    for request, fields in sources:
+    sources += [(n, _NESTED[n][0].model_fields, _NESTED[n][0]()) for n in nested]
+    for owner, fields, defaults in sources:
         for name, info in fields.items():
-            if not request and (name in _NOT_OPTIONS or (only is not None and name not in only)):
+            if owner is None and (name in _NOT_OPTIONS or (only is not None and name not in only)):
                 continue
             meta = _cli_meta(info)
             annotation = info.annotation
             if annotation is None:
                 continue
             kind, is_json = _scalar(annotation)
-            if request:
-                names = _REQUEST_NAMES.get(name, (f"--{name.replace('_', '-')}",))
-                default = getattr(request_defaults, name)
+            if owner is not None:
+                _, option_names, json_fields = _NESTED[owner]
+                names = option_names.get(name, (f"--{name.replace('_', '-')}",))
+                default = getattr(defaults, name)
+                is_json = name in json_fields
             else:
                 names = meta.names if meta else (f"--{name.replace('_', '-')}",)
                 default = info.get_default(call_default_factory=True)
@@ -105,9 +127,10 @@ def _options(only: frozenset[str] | None = None) -> list[_Option]:
             options.append(
                 _Option(
                     field=name,
-                    request=request,
+                    nested=owner,
+                    is_json=is_json,
                     parameter=inspect.Parameter(
-                        name,
+                        name if owner is None else f"{owner}__{name}",
                         inspect.Parameter.KEYWORD_ONLY,
                         default=option,
                         annotation=kind | None,
@@ -120,25 +143,20 @@ def _options(only: frozenset[str] | None = None) -> list[_Option]:
 def settings_from_options(source: str, values: Mapping[str, Any], **fixed: Any) -> BatchSettings:
     """A `BatchSettings` from parsed option values (None = not given) plus `fixed` fields."""
     settings: dict[str, Any] = {"source": source, **fixed}
-    request: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {name: {} for name in _NESTED}
     for option in _options():
-        value = values.get(option.field)
+        value = values.get(option.parameter.name)
         if value is None:
             continue
-        if option.request:
-            request[option.field] = (
-                _json(option.field, value)
-                if option.field
-                in (
-                    "loras",
-                    "embeddings",
-                )
-                else value
-            )
-        else:
+        if option.is_json:
+            value = _json(option.field, value)
+        if option.nested is None:
             settings[option.field] = value
+        else:
+            nested[option.nested][option.field] = value
     try:
-        settings["defaults"] = InpaintParams.model_validate(request)
+        for name, fields in nested.items():
+            settings[name] = _NESTED[name][0].model_validate(fields)
         return BatchSettings.model_validate(settings)
     except ValidationError as exc:
         raise typer.BadParameter(_describe(exc)) from None
@@ -162,17 +180,18 @@ def _describe(exc: ValidationError) -> str:
 
 
 def with_settings_options(
-    only: frozenset[str] | None = None,
+    only: frozenset[str] | None = None, nested: tuple[str, ...] = tuple(_NESTED)
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add every settings option (or those in `only`, plus request fields) to a command.
+    """Add every settings option (or those in `only`, plus the `nested` models' fields) to a
+    command.
 
     The decorated function keeps its own parameters and receives the options' values in one
-    `options` mapping (field name → value or None).
+    `options` mapping (parameter name → value or None; nested fields as `masks__grow`).
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         own = inspect.signature(func)
-        generated = [o.parameter for o in _options(only)]
+        generated = [o.parameter for o in _options(only, nested)]
         names = {p.name for p in generated}
 
         def command(**kwargs: Any) -> Any:

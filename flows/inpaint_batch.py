@@ -72,7 +72,9 @@ async def inpaint_batch(
     started = time.monotonic()
     name = settings.name
 
-    jobs: list[Job] = await discover(settings.source, settings.defaults, settings.mask)
+    jobs: list[Job] = await discover(
+        settings.source, settings.defaults, settings.mask, settings.masks
+    )
     if only is not None:
         wanted = set(only)
         jobs = [job for job in jobs if job.name in wanted]

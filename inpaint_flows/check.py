@@ -159,7 +159,9 @@ async def run_check(settings: BatchSettings) -> CheckReport:
     from inpaint_flows.jobs import discover_jobs
     from inpaint_flows.pipeline import outputs_for, prepare_many
 
-    jobs = await asyncio.to_thread(discover_jobs, settings.source, settings.defaults, settings.mask)
+    jobs = await asyncio.to_thread(
+        discover_jobs, settings.source, settings.defaults, settings.mask, masks=settings.masks
+    )
     async with (
         resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
         open_run(settings, endpoint) as run,

@@ -4,7 +4,8 @@
     ├── InputError                 a user's file or manifest is unusable; never submitted
     │   ├── ManifestError          the manifest cannot be read, or a row is wrong
     │   ├── ImageError             an image cannot be read or breaks a limit
-    │   └── MaskError              a mask is missing, unreadable, empty or mismatched
+    │   ├── MaskError              a mask is missing, unreadable, empty or mismatched
+    │   └── AnnotationError        an annotation file cannot be read, or names an unknown label
     ├── ConfigError                a setting (key, base URL, parameter) is wrong
     └── NovitaError                anything the API or the way to it did
         ├── NovitaAPIError         the API answered with an error body (has status, reason)
@@ -56,6 +57,10 @@ class ImageError(InputError):
 
 class MaskError(InputError):
     reason = "INVALID_MASK"
+
+
+class AnnotationError(InputError):
+    reason = "INVALID_ANNOTATIONS"
 
 
 class ConfigError(InpaintFlowsError):

@@ -227,6 +227,7 @@ class _Row:
     status: JobStatus
     original: _Thumb | _Missing
     mask: _Thumb | _Missing | None
+    mask_source: str | None  # drawn from annotations or a region: `inpaint-flows masks`
     results: tuple[_Result, ...]
     reason: str | None
     message: str | None
@@ -247,6 +248,7 @@ def _row(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer) -> _
         status=JobStatus(outcome.status),
         original=thumbs.thumb(outcome.image_path),
         mask=thumbs.thumb(outcome.mask_path) if outcome.mask_path else None,
+        mask_source=outcome.mask_source,
         results=tuple(
             _Result(thumbs.thumb(p, output=True), _link_inside(p, root)) for p in outcome.outputs
         ),

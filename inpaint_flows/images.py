@@ -30,6 +30,10 @@ Decisions, in one place:
 - The 30 MB limit applies to the bytes sent before base64, as `inpaint_flows.contract` states.
 - Masks: soft values are allowed; a mask is empty when no pixel is above 1 (of 255) after
   `inpainting_mask_invert`. An all-white mask is allowed (it repaints everything).
+- Drawn masks (a job with a `mask_recipe`: annotations, manifest shapes, a region, grow/shrink/
+  feather, on top of its mask file if any) are made at the image's size after orientation,
+  checked like a file, sent as PNG, and their pixels (not a file) go into the job key: the same
+  shapes pay once, a changed shape is a new job. A job without a recipe is untouched by this.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from inpaint_flows.contract import MAX_IMAGE_BYTES, MAX_PIXELS
 from inpaint_flows.errors import ImageError, InputError, MaskError
 from inpaint_flows.jobs import problem_error
+from inpaint_flows.masks import render_mask
 from inpaint_flows.models import Job, PreparedJob, job_key_for
 from inpaint_flows.pixels import gray_u8, is_wide, mask_luminance
 
@@ -56,6 +61,7 @@ __all__ = [
     "CONVERTED_FORMATS",
     "EMPTY_MASK_LEVEL",
     "encode_payload",
+    "final_mask",
     "load_image",
     "load_mask",
     "mask_coverage",
@@ -126,6 +132,27 @@ def load_mask(
         return mask.copy() if mask is img else mask
 
 
+def final_mask(job: Job) -> tuple[Image.Image, list[str]]:
+    """The "L" mask `job` sends, at the image's size after orientation, and its warnings.
+
+    A mask file without a recipe is returned oriented (as `load_mask` reads it); a recipe is
+    drawn. `inpainting_mask_invert` is not applied: white means repaint unless it is set. Raises
+    the `InputError` `prepare_job` would raise for an unreadable file or a shape that cannot
+    be drawn (call `prepare_job` for every other check).
+    """
+    if job.problem is not None:
+        raise problem_error(job)
+    with _open(Path(job.image_path), _IMAGE, MAX_PIXELS) as raw_image:
+        orientation = _orientation(raw_image)
+        stored_size = raw_image.size
+    image_size = _oriented_size(stored_size, orientation)
+    if job.mask_recipe is not None:
+        return _drawn_mask(job, stored_size, image_size, orientation)
+    if job.mask_path is None:
+        raise MaskError(f"{job.name}: no mask for {job.image_path}.", reason="MISSING_MASK")
+    return load_mask(job.mask_path, image_size, image_orientation=orientation), []
+
+
 def mask_coverage(mask: Image.Image) -> float:
     """The share of the image the "L" `mask` repaints, in percent (soft values count partly)."""
     values = np.asarray(mask.convert("L") if mask.mode != "L" else mask, dtype=np.float64)
@@ -148,11 +175,14 @@ def prepare_job(job: Job) -> PreparedJob:
     image_path = Path(job.image_path)
     with _open(image_path, _IMAGE, MAX_PIXELS) as raw_image:
         orientation = _orientation(raw_image)
-        image_size = _oriented_size(raw_image.size, orientation)
+        stored_size = raw_image.size
+        image_size = _oriented_size(stored_size, orientation)
         image_plan = _image_plan(raw_image, orientation)
         image_payload = image_plan.payload_size(image_path, raw_image)
     _check_payload(image_path, _IMAGE, image_payload)
 
+    if job.mask_recipe is not None:
+        return _prepare_drawn(job, stored_size, image_size, orientation, image_payload)
     if job.mask_path is None:
         raise MaskError(
             f"{job.name}: no mask was given for {image_path}. Add one next to it (`name_mask.png`),"
@@ -193,17 +223,26 @@ def encode_payload(job: Job) -> tuple[str, str]:
     """
     if job.problem is not None:
         raise problem_error(job)
-    if job.mask_path is None:
+    if job.mask_path is None and job.mask_recipe is None:
         raise MaskError(f"{job.name}: no mask to send for {job.image_path}.", reason="MISSING_MASK")
-    image_path, mask_path = Path(job.image_path), Path(job.mask_path)
+    image_path = Path(job.image_path)
     with _open(image_path, _IMAGE, MAX_PIXELS) as raw_image:
         orientation = _orientation(raw_image)
         image_plan = _image_plan(raw_image, orientation)
         image_size = _oriented_size(raw_image.size, orientation)
+        stored_size = raw_image.size
         image_bytes = image_plan.payload(image_path, raw_image)
     _check_payload(image_path, _IMAGE, len(image_bytes))
     image_b64 = base64.b64encode(image_bytes).decode("ascii")
     del image_bytes
+    if job.mask_recipe is not None:
+        mask, _ = _drawn_mask(job, stored_size, image_size, orientation)
+        buffer = io.BytesIO()
+        _save_png(mask, buffer)
+        _check_payload(Path(job.name), _MASK, buffer.tell())
+        return image_b64, base64.b64encode(buffer.getvalue()).decode("ascii")
+    assert job.mask_path is not None
+    mask_path = Path(job.mask_path)
     with _open(mask_path, _MASK, MAX_PIXELS) as raw_mask:
         mask_plan = _mask_plan(raw_mask, image_size, orientation)
         mask_size = _oriented_size(raw_mask.size, mask_plan.turn)
@@ -557,6 +596,72 @@ def _check_mask_size(
         f"{stored if stored_mask_size != mask_size else ''} but the image is {iw}x{ih}{turned}."
         f" Resize the mask to {iw}x{ih}.",
         reason="MASK_SIZE_MISMATCH",
+    )
+
+
+def _drawn_mask(
+    job: Job, stored_size: tuple[int, int], image_size: tuple[int, int], orientation: int
+) -> tuple[Image.Image, list[str]]:
+    """The job's recipe drawn over its mask file (if any), operations applied."""
+    assert job.mask_recipe is not None
+    file_mask = None
+    if job.mask_path is not None:
+        mask_path = Path(job.mask_path)
+        with _open(mask_path, _MASK, MAX_PIXELS) as raw_mask:
+            built = _mask_plan(raw_mask, image_size, orientation).build(raw_mask)
+            _check_mask_size(job, built.size, raw_mask.size, image_size, orientation)
+            file_mask = built.copy() if built is raw_mask else built  # outlives the file
+    try:
+        return render_mask(
+            job.mask_recipe,
+            file_mask,
+            image_size,
+            stored_size=stored_size,
+            turn=lambda img: _transpose(img, orientation),
+        )
+    except MaskError as exc:
+        raise MaskError(f"{job.name}: {exc}", reason=exc.reason) from exc
+
+
+def _prepare_drawn(
+    job: Job,
+    stored_size: tuple[int, int],
+    image_size: tuple[int, int],
+    orientation: int,
+    image_payload: int,
+) -> PreparedJob:
+    """`prepare_job` for a job whose mask is drawn: the drawn pixels are checked and hashed."""
+    assert job.mask_recipe is not None
+    mask, warnings = _drawn_mask(job, stored_size, image_size, orientation)
+    counter = _ByteCounter()
+    _save_png(mask, counter)  # type: ignore[arg-type]
+    what = f"drawn from {job.mask_source}" + (
+        f" ({job.mask_recipe.ops.describe()})" if job.mask_recipe.ops.any else ""
+    )
+    _check_payload(Path(f"{job.name} (mask {what})"), _MASK, counter.count)
+    checked = ImageOps.invert(mask) if job.params.inpainting_mask_invert else mask
+    _, high = checked.getextrema()
+    if not (isinstance(high, int | float) and high > EMPTY_MASK_LEVEL):
+        hint = (
+            "inpainting_mask_invert=1 turns it into an empty mask. Set inpainting_mask_invert=0."
+            if job.params.inpainting_mask_invert
+            else "Check the shapes, or use a smaller --mask-shrink."
+        )
+        raise MaskError(
+            f"{job.name}: the mask {what} is empty: nothing would be repainted. {hint}",
+            reason="EMPTY_MASK",
+        )
+    digest = hashlib.sha256(f"L {mask.size[0]}x{mask.size[1]}\n".encode())
+    digest.update(mask.tobytes())
+    return PreparedJob(
+        job=job,
+        job_key=job_key_for(_sha256(Path(job.image_path)), digest.hexdigest(), job.params),
+        width=image_size[0],
+        height=image_size[1],
+        mask_coverage_pct=round(mask_coverage(checked), 4),
+        image_bytes=image_payload,
+        mask_bytes=counter.count,
+        mask_warnings=tuple(warnings),
     )
 
 

@@ -7,7 +7,10 @@ Sources, by what `discover_jobs` is given:
 - any other folder: `name.ext` + `name_mask.ext` pairs side by side, recursively;
 - a `.csv` or `.jsonl` manifest with an `image` column, a `mask` column and any `InpaintParams`
   field as a per-row override of the batch defaults; paths are relative to the manifest's folder;
-- with `mask=`, one mask serves every image that has no mask of its own.
+- with `mask=`, one mask serves every image that has no mask of its own;
+- with `masks=` (`MaskSettings`): shapes from an annotation file, a fixed region, and grow/
+  shrink/feather, recorded on each job as its `mask_recipe` (see `masks`). A manifest may give
+  shapes in `mask_boxes` / `mask_polygons` columns instead of (or besides) a `mask` file.
 
 Decisions:
 
@@ -19,6 +22,9 @@ Decisions:
   reported as ambiguous rather than guessing.
 - What is wrong with one input (no mask, a path to nowhere, a bad value, a duplicate row) is
   recorded on its job (`problem`, `problem_reason`), so it is reported and the batch goes on.
+  With mask shapes in play (annotations, a region, manifest shape columns), an image with no
+  mask from any source is `NO_MASK`; an annotation naming an image the source does not have
+  becomes a job of its own, reported invalid (`ANNOTATED_IMAGE_NOT_FOUND`).
   Only a manifest that cannot be used as a whole raises `ManifestError`: unreadable, not
   UTF-8, unparseable (CSV syntax, a JSONL line that is not a JSON object), no `image` column, no
   `mask` column without `mask=`, or an unknown column (a typo such as `stpes` would otherwise be
@@ -59,7 +65,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inpaint_flows.errors import ImageError, InputError, ManifestError, MaskError
+from inpaint_flows.annotations import Annotations, match_images, read_annotations
+from inpaint_flows.errors import AnnotationError, ImageError, InputError, ManifestError, MaskError
+from inpaint_flows.mask_geometry import as_dict
+from inpaint_flows.masks import (
+    MANIFEST_SHAPE_COLUMNS,
+    WAYS_TO_GIVE_A_MASK,
+    MaskRecipe,
+    MaskSettings,
+    ShapeGroup,
+    manifest_group,
+    parse_manifest_shapes,
+)
 from inpaint_flows.models import InpaintParams, Job
 
 __all__ = [
@@ -80,7 +97,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 MASK_SUFFIX = "_mask"
 MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
 PARAM_COLUMNS: tuple[str, ...] = tuple(InpaintParams.model_fields)
-MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask", *PARAM_COLUMNS)
+MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask", *MANIFEST_SHAPE_COLUMNS, *PARAM_COLUMNS)
 
 # Which error class `prepare_job` raises for a problem found at discovery.
 _PROBLEM_ERRORS: dict[str, type[InputError]] = {
@@ -92,7 +109,17 @@ _PROBLEM_ERRORS: dict[str, type[InputError]] = {
     "INVALID_PARAMETER": ManifestError,
     "INVALID_ROW": ManifestError,
     "DUPLICATE_ROW": ManifestError,
+    "INVALID_SHAPES": ManifestError,
+    "NO_MASK": MaskError,
+    "INVALID_ANNOTATION": AnnotationError,
+    "INVALID_COORDINATES": AnnotationError,
+    "ANNOTATION_WITHOUT_IMAGE": AnnotationError,
+    "ANNOTATED_IMAGE_NOT_FOUND": AnnotationError,
+    "AMBIGUOUS_ANNOTATION": AnnotationError,
 }
+# Appended to "no mask" messages when no mask shapes are in play, so a user with no mask
+# files at all learns that masks can be drawn.
+_DRAW_HINT = " Or draw masks: --annotations, --mask-region (preview with `inpaint-flows masks`)."
 
 _JSON_EXAMPLES = {
     "loras": '[{"model_name": "name", "strength": 0.8}]',
@@ -124,6 +151,7 @@ def discover_jobs(
     mask: str | Path | None = None,
     *,
     exclude: Iterable[str | Path] = (),
+    masks: MaskSettings | None = None,
 ) -> list[Job]:
     """Every input of a batch as a `Job`, problems recorded on the job rather than raised.
 
@@ -133,14 +161,22 @@ def discover_jobs(
         defaults: The batch's request parameters; manifest cells override them per row.
         mask: One mask for every image that has no mask of its own.
         exclude: Folders not to search (e.g. an output folder inside the source).
+        masks: Annotations, a region and mask operations (see `masks.MaskSettings`).
 
     Raises:
         InputError: the source does not exist or is a file that is not a manifest.
         MaskError: `mask` does not exist.
         ManifestError: the manifest cannot be used at all (see the module docstring).
+        AnnotationError: the annotations cannot be read, or `--labels` names an unknown label.
     """
     src = Path(source)
+    settings = masks or MaskSettings()
     single_mask = _single_mask(mask)
+    # Read before the images are listed: an unreadable file or a mistyped label stops the
+    # batch before anything else happens.
+    annotations = (
+        read_annotations(settings.annotations, settings.labels) if settings.annotations else None
+    )
     if not src.exists():
         raise InputError(
             f"Source {src} does not exist. Give a folder of images and masks or a manifest"
@@ -154,15 +190,26 @@ def discover_jobs(
                 " folder of images and masks.",
                 reason="INVALID_SOURCE",
             )
-        drafts = _manifest_drafts(src, defaults, single_mask)
+        drafts = _manifest_drafts(src, defaults, single_mask, settings.generates)
+        root = Path(os.path.normpath(src.parent.absolute()))
     else:
         skip = {Path(p).absolute() for p in exclude}
         if single_mask is not None:
             skip.add(Path(single_mask))
         if (src / "images").is_dir():
             drafts = _split_layout_drafts(src, defaults, single_mask, skip)
+            root = src.absolute() / "images"
         else:
             drafts = _pair_layout_drafts(src, defaults, single_mask, skip)
+            root = src.absolute()
+    drawing = annotations is not None or settings.region is not None or _has_shapes(drafts)
+    if drawing or settings.ops.any:
+        drafts = _with_mask_recipes(drafts, settings, annotations, root, defaults)
+    if not drawing:
+        for draft in drafts:  # only mask files in play: point at the other ways
+            draft.problems = [
+                (r, m + _DRAW_HINT if r == "MISSING_MASK" else m) for r, m in draft.problems
+            ]
     return _to_jobs(drafts)
 
 
@@ -275,6 +322,8 @@ class _Draft:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (reason, message)
     row: int | None = None  # manifest row, None for folders
     discriminator: str = ""
+    groups: list[ShapeGroup] = field(default_factory=list)  # manifest shape cells
+    recipe: MaskRecipe | None = None
 
 
 def _to_jobs(drafts: list[_Draft]) -> list[Job]:
@@ -306,9 +355,102 @@ def _to_jobs(drafts: list[_Draft]) -> list[Job]:
                 output_stem=stem,
                 problem=problem,
                 problem_reason=reason,
+                mask_recipe=d.recipe,
             )
         )
     return jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# Mask recipes: annotations, manifest shapes, the region, operations
+
+
+def _has_shapes(drafts: list[_Draft]) -> bool:
+    return any(d.groups or any(r == "INVALID_SHAPES" for r, _ in d.problems) for d in drafts)
+
+
+def _with_mask_recipes(
+    drafts: list[_Draft],
+    settings: MaskSettings,
+    annotations: Annotations | None,
+    root: Path,
+    defaults: InpaintParams,
+) -> list[_Draft]:
+    """Drafts with their mask recipe; "no mask" problems resolved against every source."""
+    unique: dict[str, int] = {}
+    images: list[tuple[str, str]] = []
+    for draft in drafts:
+        if draft.image_path and draft.image_path not in unique:
+            unique[draft.image_path] = len(images)
+            images.append((draft.rel, draft.image_path))
+    match = match_images(annotations, images) if annotations is not None else None
+    drawing = annotations is not None or settings.region is not None or _has_shapes(drafts)
+
+    out: list[_Draft] = []
+    for draft in drafts:
+        groups = list(draft.groups)
+        notes: list[str] = []
+        entries = []
+        if match is not None and draft.image_path in unique:
+            entries = match.per_image.get(unique[draft.image_path], [])
+        for entry in entries:
+            assert annotations is not None
+            draft.problems.extend(entry.problems)
+            source = f"{annotations.format} {entry.where}"
+            if entry.shapes:
+                groups.append(
+                    ShapeGroup(
+                        source=source,
+                        shapes=entry.shapes,
+                        frame=entry.frame,
+                        warnings=entry.warnings,
+                    )
+                )
+            else:
+                notes.append(
+                    f"{source} has no shape for it" + "".join(f" ({w})" for w in entry.warnings)
+                )
+        has_mask = draft.mask_path is not None or bool(groups) or settings.region is not None
+        missing = [p for p in draft.problems if p[0] == "MISSING_MASK"]
+        if missing and (has_mask or drawing):
+            draft.problems = [p for p in draft.problems if p[0] != "MISSING_MASK"]
+            if not has_mask:
+                why = "; ".join(notes) or (
+                    f"no annotation in {annotations.source} names it"
+                    if annotations is not None
+                    else "no mask file and no shapes"
+                )
+                draft.problems.append(  # after what is wrong with its annotations, if any
+                    (
+                        "NO_MASK",
+                        f"{draft.rel or draft.image_path}: no mask from any source ({why})."
+                        f" Give it {WAYS_TO_GIVE_A_MASK}.",
+                    ),
+                )
+        if groups or settings.region or settings.ops.any:
+            draft.recipe = MaskRecipe(
+                groups=tuple(groups), region=settings.region, ops=settings.ops
+            )
+        out.append(draft)
+
+    if match is not None:
+        assert annotations is not None
+        for entry, (reason, message) in match.unmatched:
+            ref = entry.ref
+            problems = [(reason, message), *entry.problems]
+            if any(r == "ANNOTATION_WITHOUT_IMAGE" for r, _ in entry.problems):
+                problems = list(entry.problems)  # it names no file at all: say just that
+            out.append(
+                _Draft(
+                    rel=ref,
+                    image_path=os.path.normpath(root / ref),
+                    mask_path=None,
+                    params=defaults,
+                    problems=problems,
+                    discriminator=f"annotation\0{entry.where}",
+                )
+            )
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,12 +574,14 @@ def _pair_layout_drafts(
 # Manifests
 
 
-def _manifest_drafts(path: Path, defaults: InpaintParams, single_mask: str | None) -> list[_Draft]:
+def _manifest_drafts(
+    path: Path, defaults: InpaintParams, single_mask: str | None, generates: bool = False
+) -> list[_Draft]:
     if path.suffix.lower() == ".csv":
         columns, rows = _read_csv(path)
     else:
         columns, rows = _read_jsonl(path)
-    _check_columns(path, columns, single_mask)
+    _check_columns(path, columns, single_mask, generates)
     base = Path(os.path.normpath(path.parent.absolute()))
     drafts: list[_Draft] = []
     first_seen: dict[tuple[str, str | None, str], int] = {}
@@ -522,6 +666,13 @@ def _row_draft(
                 " all images.",
             )
         )
+    for column in MANIFEST_SHAPE_COLUMNS:
+        if row.get(column) is None:
+            continue
+        try:
+            draft.groups.append(manifest_group(column, parse_manifest_shapes(column, row[column])))
+        except ValueError as exc:
+            draft.problems.append(("INVALID_SHAPES", f"{where}: column {column!r} {exc}."))
 
     overrides, errors = _overrides(row)
     if not errors:
@@ -533,6 +684,9 @@ def _row_draft(
         fix = "Fix the value or empty the cell to use the batch default."
         draft.problems.append(("INVALID_PARAMETER", f"{where}: {'; '.join(errors)}. {fix}"))
     draft.discriminator = f"{draft.mask_path}\0{draft.params.model_dump_json()}"
+    if draft.groups:  # rows without shapes keep the discriminator (and output names) they had
+        shapes = [[as_dict(s) for s in g.shapes] for g in draft.groups]
+        draft.discriminator += "\0" + json.dumps(shapes, sort_keys=True)
     return draft
 
 
@@ -621,7 +775,9 @@ _ALLOWED = {
 }
 
 
-def _check_columns(path: Path, columns: list[str], single_mask: str | None) -> None:
+def _check_columns(
+    path: Path, columns: list[str], single_mask: str | None, generates: bool = False
+) -> None:
     duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicates:
         raise ManifestError(f"Manifest {path}: column(s) {', '.join(duplicates)} appear twice.")
@@ -647,9 +803,11 @@ def _check_columns(path: Path, columns: list[str], single_mask: str | None) -> N
             f"Manifest {path} has no 'image' column (found: {', '.join(columns) or 'none'}).",
             reason="MISSING_COLUMN",
         )
-    if "mask" not in columns and single_mask is None:
+    shape_columns = any(c in columns for c in MANIFEST_SHAPE_COLUMNS)
+    if "mask" not in columns and single_mask is None and not shape_columns and not generates:
         raise ManifestError(
-            f"Manifest {path} has no 'mask' column. Add one, or pass one mask for all images.",
+            f"Manifest {path} has no 'mask' column. Add one (or 'mask_boxes' /"
+            " 'mask_polygons'), pass one mask for all images, annotations or a mask region.",
             reason="MISSING_COLUMN",
         )
 

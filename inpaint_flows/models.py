@@ -37,6 +37,7 @@ from inpaint_flows.contract import (
     Strength,
     TaskStatus,
 )
+from inpaint_flows.masks import MaskRecipe
 
 
 class _Frozen(BaseModel):
@@ -123,6 +124,8 @@ class Job(_Frozen):
     batch and is what output names derive from. `problem` holds a discovery-time error (missing
     mask, bad manifest value): such a job is reported invalid and never submitted;
     `problem_reason` is that error's reason token for the report (e.g. `MISSING_MASK`).
+    `mask_recipe` says how the mask is drawn when it is not only the file at `mask_path`
+    (annotations, manifest shapes, a region, grow/shrink/feather); see `masks`.
     """
 
     name: str
@@ -132,6 +135,14 @@ class Job(_Frozen):
     output_stem: str
     problem: str | None = None
     problem_reason: str | None = None
+    mask_recipe: MaskRecipe | None = None
+
+    @property
+    def mask_source(self) -> str | None:
+        """The report's `mask_source`: `file`, or the recipe's sources (`coco+region`)."""
+        if self.mask_recipe is not None:
+            return self.mask_recipe.sources(self.mask_path is not None) or None
+        return "file" if self.mask_path is not None else None
 
 
 class PreparedJob(_Frozen):
@@ -148,6 +159,7 @@ class PreparedJob(_Frozen):
     mask_coverage_pct: float
     image_bytes: int
     mask_bytes: int
+    mask_warnings: tuple[str, ...] = ()  # e.g. a box clipped at the image's edge
 
 
 def job_key_for(image_sha256: str, mask_sha256: str, params: InpaintParams) -> str:
@@ -200,6 +212,9 @@ class JobOutcome(_Frozen):
     width: int | None = None
     height: int | None = None
     mask_coverage_pct: float | None = None
+    mask_source: str | None = None  # file, coco, yolo, labelme, voc, manifest, region (+-joined)
+    mask_ops: str | None = None  # e.g. "grow 4, feather 2"
+    mask_warnings: str | None = None  # what was fixed on the way, e.g. a box clipped at an edge
     job_key: str | None = None
     task_id: str | None = None
     attempts: int = 0  # HTTP attempts across submit retries

@@ -115,6 +115,8 @@ def outcome_for(
         "mask_path": job.mask_path,
         "status": status,
         "params": job.params,
+        "mask_source": job.mask_source,
+        "mask_ops": (job.mask_recipe.ops.describe() or None) if job.mask_recipe else None,
     }
     if prepared is not None:
         row.update(
@@ -122,6 +124,7 @@ def outcome_for(
             width=prepared.width,
             height=prepared.height,
             mask_coverage_pct=prepared.mask_coverage_pct,
+            mask_warnings="; ".join(prepared.mask_warnings) or None,
         )
     if entry is not None:
         row.update(

@@ -83,6 +83,10 @@ _JSON_OUTCOME_FIELDS = frozenset(
     if name != "params" and typing.get_origin(info.annotation) is tuple
 )
 
+# Columns added after reports were first written: an older report without them still reads,
+# and its rows take the field's default.
+_LATER_COLUMNS = frozenset({"mask_source", "mask_ops", "mask_warnings", "rate_limited", "api"})
+
 # param field -> dtype; None means the value is stored as JSON text in a string column.
 _PARAM_FIELDS: dict[str, Dtype | None] = {
     name: _param_dtype(info.annotation) for name, info in InpaintParams.model_fields.items()
@@ -154,7 +158,7 @@ def outcomes_from_frame(df: pd.DataFrame) -> list[JobOutcome]:
     column takes the parameter's default, so an older report still reads; a missing outcome
     column, an unknown status or an invalid value raises ValueError naming the row.
     """
-    missing = [c for c in OUTCOME_COLUMNS if c not in df.columns]
+    missing = [c for c in OUTCOME_COLUMNS if c not in df.columns and c not in _LATER_COLUMNS]
     if missing:
         raise ValueError(
             f"report is missing column(s) {', '.join(missing)}; was it written by inpaint-flows?"
@@ -173,6 +177,8 @@ def outcomes_from_frame(df: pd.DataFrame) -> list[JobOutcome]:
 def _outcome(record: Mapping[Any, Any]) -> JobOutcome:
     data: dict[str, Any] = {}
     for field, dtype in OUTCOME_COLUMNS.items():
+        if field not in record:  # a column added after the report was written
+            continue
         value = record[field]
         if field in _JSON_OUTCOME_FIELDS:
             data[field] = tuple(json.loads(value)) if _present(value) else ()

@@ -23,6 +23,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams
 
 # `base_url` value that asks for the bundled local server (OpenCV inpainting, no key needed).
@@ -60,6 +61,11 @@ class BatchSettings(BaseModel):
         description="Request fields for every job; manifest columns override them per row.",
     )
     mask: str | None = Field(default=None, description="One mask for every image.")
+    masks: MaskSettings = Field(
+        default_factory=MaskSettings,
+        description="Masks drawn from annotations or a fixed region, and grow/shrink/feather "
+        "applied to every mask (files included); the defaults change nothing.",
+    )
     base_url: str | None = Field(
         default=None,
         description="API base URL; 'local' for the bundled server. Empty: Novita "

@@ -176,6 +176,13 @@ def test_no_mask_gets_a_placeholder(tmp_path: Path) -> None:
     assert "no mask" in page.visible
 
 
+def test_drawn_mask_says_where_it_came_from(tmp_path: Path) -> None:
+    image = _image(tmp_path / "in" / "a.png", (10, 10))
+    outcome = _outcome("a.png", image_path=image, mask_path=None, mask_source="coco+region")
+    page = _render([outcome], tmp_path / "out")
+    assert "mask drawn from coco+region" in page.visible and "no mask" not in page.visible
+
+
 def test_links_are_relative_and_survive_a_move(
     batch: tuple[list[JobOutcome], Path], tmp_path: Path
 ) -> None:

@@ -28,8 +28,9 @@ from inpaint_flows.report import (
 
 EXPECTED_COLUMNS = [
     "name", "status", "reason", "message", "image_path", "mask_path", "width", "height",
-    "mask_coverage_pct", "job_key", "task_id", "attempts", "submits", "polls", "submitted_at",
-    "finished_at", "latency_s", "seed_used", "outputs",
+    "mask_coverage_pct", "mask_source", "mask_ops", "mask_warnings", "job_key", "task_id",
+    "attempts", "submits", "polls", "rate_limited", "submitted_at", "finished_at",
+    "latency_s", "seed_used", "outputs", "api",
     "param_model_name", "param_prompt", "param_negative_prompt", "param_image_num",
     "param_steps", "param_guidance_scale", "param_sampler_name", "param_seed",
     "param_mask_blur", "param_sd_vae", "param_loras", "param_embeddings", "param_clip_skip",
@@ -180,6 +181,13 @@ TRICKY = [
     ),
     outcome("skipped.png", status="skipped-already-done", mask_coverage_pct=1e-300),
     outcome("many.png", outputs=tuple(f"out/many_{i}.png" for i in range(8))),
+    outcome(
+        "drawn.png",
+        mask_path=None,
+        mask_source="coco+region",
+        mask_ops="grow 4, feather 2",
+        mask_warnings="coco a.json image id 1: 'person (annotation id 3)' box ...; clipped",
+    ),
 ]
 
 
@@ -304,6 +312,12 @@ def test_extra_columns_are_kept_and_ignored(tmp_path: Path) -> None:
 def test_missing_param_column_takes_the_default() -> None:
     df = outcomes_to_frame([outcome()]).drop(columns=["param_steps"])
     assert outcomes_from_frame(df)[0].params.steps == InpaintParams().steps
+
+
+def test_report_written_before_the_mask_columns_still_reads() -> None:
+    df = outcomes_to_frame([outcome()]).drop(columns=["mask_source", "mask_ops", "mask_warnings"])
+    (back,) = outcomes_from_frame(df)
+    assert back == outcome() and back.mask_source is None
 
 
 def test_missing_outcome_column_is_a_clear_error() -> None:
