@@ -126,7 +126,8 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 30.0
     jitter: bool = True
-    # How long one request may keep meeting 429s before the batch gives up waiting.
+    # How long (in seconds of waiting) one request may keep meeting 429s before the batch
+    # gives up: 429s do not use up `max_attempts`, so this bounds them.
     rate_limit_patience_s: float = 900.0
 
     def __post_init__(self) -> None:
@@ -404,10 +405,10 @@ class NovitaClient:
 
         Returns the 2xx response, the attempts made (429s not counted) and the 429s met.
         """
-        attempt = 0
+        attempt = 0  # HTTP attempts, 429s included (the report's `attempts`)
+        failures = 0  # failed attempts that count against `max_attempts`: not 429s
         limited = 0
-        limited_since: float | None = None
-        loop = asyncio.get_running_loop()
+        waited_429_s = 0.0  # what 429s have cost this request so far, in seconds of waiting
         while True:
             if kind is _Kind.SUBMIT:
                 self.halt.check()  # a batch-wide fault: this submit is not sent at all
@@ -449,34 +450,34 @@ class NovitaClient:
                 # "Not now": wait and send again; it does not use up an attempt.
                 self.stats.rate_limited += 1
                 limited += 1
-                attempt -= 1
-                now = loop.time()
-                limited_since = now if limited_since is None else limited_since
-                if now - limited_since > self.retry.rate_limit_patience_s:
+                if waited_429_s >= self.retry.rate_limit_patience_s:
                     self.halt.halt(
                         RATE_LIMITED_TOO_LONG,
-                        f"{error.message} The API kept answering 429 for "
-                        f"{now - limited_since:.0f} s. New submits stopped: lower "
-                        "images_per_minute (or `inpaint-flows limits`), then rerun the same "
+                        f"{error.message} The API kept answering 429 for {limited} requests "
+                        f"({waited_429_s:.0f} s of waiting). New submits stopped: lower "
+                        "images_per_minute to the account's limit, then rerun the same "
                         "command: nothing is paid twice.",
                     )
                     raise error
                 if kind is _Kind.SUBMIT and self.limiter is not None:
                     # The account's window is full: the whole run slows down, and this submit
-                    # waits for its next slot (in `acquire` above).
+                    # waits for its next slot (in `acquire` above, or Retry-After here).
                     wait = self.limiter.rate_limited(retry_after)
+                    waited_429_s += wait
                     logger.info("%s: 429; the run now paces at %s/min", what, self.limiter.rate)
-                    if retry_after is None:
-                        continue
-                    await _sleep(min(wait, self.retry.max_delay))
+                    if retry_after is not None:
+                        await _sleep(min(wait, self.retry.max_delay))
                     continue
-                await _sleep(self.retry.delay(limited, retry_after))
+                delay = self.retry.delay(limited, retry_after)
+                waited_429_s += delay
+                await _sleep(delay)
                 continue
-            delay = self.retry.delay(attempt, retry_after)
+            failures += 1
+            delay = self.retry.delay(failures, retry_after)
             stopped = self.halt.stop
             if (
                 not classify(error)
-                or attempt >= self.retry.max_attempts
+                or failures >= self.retry.max_attempts
                 or (stopped is not None and stopped.reason == UNREACHABLE)
             ):
                 if attempt > 1:
@@ -486,7 +487,7 @@ class NovitaClient:
                 "%s: %s; retry %d of %d in %.1f s",
                 what,
                 error.reason,
-                attempt,
+                failures,
                 self.retry.max_attempts - 1,
                 delay,
             )
