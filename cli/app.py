@@ -259,8 +259,22 @@ def paint(
 
 
 def _mount_local_api() -> None:
-    from novita_local.cli import local_api
+    """`local-api` when the `local` extra is installed; else a command that says how to get it."""
+    try:
+        from novita_local.cli import local_api
+    except ImportError as exc:
+        missing = exc.name
 
+        @app.command("local-api")
+        def local_api_missing() -> None:
+            """Start the local Novita-compatible server (needs inpaint-flows[local])."""
+            console.print(
+                f"The local server needs packages that are not installed ({missing}): "
+                "pip install 'inpaint-flows[local]'."
+            )
+            raise typer.Exit(2)
+
+        return
     app.command("local-api", help="Start the local Novita-compatible server.")(local_api)
 
 

@@ -2,7 +2,7 @@
 
 The one source of these facts for both sides: the client's request model
 (`inpaint_flows.models.InpaintParams`), its input checks and its error handling import them, and
-so does the local server (`novita_local`), which depends on this module, never the other way
+so does the bundled local server, which depends on this module, never the other way
 round. Each request field's type, range and the phrase that describes it ("an integer from 1 to
 100") are defined once below as an annotated type that both request models use, so whatever the
 client accepts the server accepts too. See docs/novita-contract.md for the prose.

@@ -46,8 +46,14 @@ async def resolve_endpoint(
     """
     key = await resolve_api_key(api_key_secret)
     if base_url and base_url.strip().lower() == "local":
-        from novita_local.config import ServerConfig  # the one place the core starts it
-        from novita_local.server import LocalServer
+        try:  # the one place the core starts it
+            from novita_local.config import ServerConfig
+            from novita_local.server import LocalServer
+        except ImportError as exc:
+            raise ConfigError(
+                f"base_url 'local' needs the bundled server's packages ({exc.name} is missing): "
+                "pip install 'inpaint-flows[local]'."
+            ) from None
 
         with LocalServer(ServerConfig()) as server:
             yield Endpoint(server.base_url, api_key=None, local=True)

@@ -137,7 +137,7 @@ def _preview(job: Job, root: Path) -> PreviewItem:
         height=height,
         coverage_pct=coverage,
         mask_source=job.mask_source,
-        mask_ops=job.mask_recipe.ops.describe() or None if job.mask_recipe else None,
+        mask_ops=job.mask_ops,
         warnings=warnings,
         reason=problem.reason if problem else None,
         problem=problem.message if problem else None,

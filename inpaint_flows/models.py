@@ -144,6 +144,11 @@ class Job(_Frozen):
             return self.mask_recipe.sources(self.mask_path is not None) or None
         return "file" if self.mask_path is not None else None
 
+    @property
+    def mask_ops(self) -> str | None:
+        """The report's `mask_ops`: the grow/shrink/feather applied (e.g. `grow 8`)."""
+        return (self.mask_recipe.ops.describe() or None) if self.mask_recipe else None
+
 
 class PreparedJob(_Frozen):
     """A job whose image and mask were read and checked; nothing is held in memory.

@@ -43,7 +43,6 @@ from inpaint_flows.errors import (
     SubmitOutcomeUnknown,
     TaskFailedError,
     TaskNotFoundError,
-    TransportError,
 )
 from inpaint_flows.images import encode_payload, prepare_job, validate_result_image
 from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
@@ -116,7 +115,7 @@ def outcome_for(
         "status": status,
         "params": job.params,
         "mask_source": job.mask_source,
-        "mask_ops": (job.mask_recipe.ops.describe() or None) if job.mask_recipe else None,
+        "mask_ops": job.mask_ops,
     }
     if prepared is not None:
         row.update(
@@ -332,11 +331,11 @@ class JobRunner:
             response = await self.client.submit(image_b64, mask_b64, state.job.params)
         except SubmitOutcomeUnknown:
             raise  # ledger stays "submitting": the next run submits again, knowingly
-        except NovitaError as exc:
+        except NovitaError:
             # The API answered with an error, or the request never left: no task was created,
             # nothing was paid.
             self._put(entry.evolve(state="needs-submit", submits=entry.submits - 1))
-            if isinstance(exc, TransportError) and self.client.halt.stopped:
+            if self.client.halt.stopped:  # this refusal (or its cause) stopped the batch
                 raise self.client.halt.error() from None
             raise
         finally:

@@ -154,3 +154,21 @@ def test_failed_run_triggers_the_example_automation(nightly: NightlyStory) -> No
     # Only the failed attempt notifies: the Retry and the new run completed.
     time.sleep(1)
     assert len(nightly.notifications) == 1, nightly.notifications
+
+
+def test_a_deployment_run_without_a_key_fails_at_once_and_says_why(
+    prefect_server: PrefectServer, nightly: NightlyStory, tmp_path: Any
+) -> None:
+    """A worker run whose key went missing must not quietly use the local OpenCV server."""
+    from tests.deployments.nightly_story import create_run
+    from tests.flows.rerun_scenarios import copy_examples
+
+    src = copy_examples(tmp_path / "in")
+    settings = {"source": str(src), "out": str(tmp_path / "out"), "api_key_secret": None}
+    run_id = create_run(prefect_server, NIGHTLY, {"settings": settings})
+    prefect_server.worker_run_once()
+
+    run = prefect_server.api("GET", f"/flow_runs/{run_id}")
+    assert run["state"]["type"] == "FAILED"
+    assert "No API key" in (run["state"]["message"] or ""), run["state"]
+    assert not (tmp_path / "out" / "report.csv").exists()  # nothing ran, nothing was paid

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import inpaint_flows.pacing as pacing
 from inpaint_flows.pacing import DECREASE, MIN_RATE, RECOVER, RateLimiter
 
 
@@ -38,11 +37,6 @@ class FakeTime:
 @pytest.fixture
 def fake() -> FakeTime:
     return FakeTime()
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pacing, "_shared", {})
 
 
 def test_interval_aims_just_under_the_limit(fake: FakeTime) -> None:
