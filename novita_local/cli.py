@@ -10,14 +10,14 @@ NOVITA_LOCAL_API_KEY; it is never printed or logged.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 import uvicorn
 from rich.console import Console
 
 from novita_local.app import create_app
-from novita_local.config import Profile, ServerConfig, parse_latency
+from novita_local.config import AuthStatus, Profile, ServerConfig, parse_latency
 from novita_local.server import uvicorn_config
 
 app = typer.Typer(add_completion=False, help="Run a local Novita-compatible inpainting API.")
@@ -44,7 +44,7 @@ def local_api(
         ),
     ] = None,
     auth_status: Annotated[
-        Literal[401, 403],
+        AuthStatus,
         typer.Option(help="Status of a refused key: 403 (wrong key; missing: 400) or 401 (both)."),
     ] = 403,
     ipm: Annotated[

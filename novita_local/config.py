@@ -28,6 +28,7 @@ DEFAULT_MAX_BODY_BYTES = 96 * 1024 * 1024  # two 30 MB images as base64 (2 x 40 
 
 Profile = Literal["novita", "helpful"]
 PROFILES: tuple[str, ...] = get_args(Profile)
+AuthStatus = Literal[401, 403]
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     api_key: str | None = field(default=None, repr=False)
-    auth_status: int = 403
+    auth_status: AuthStatus = 403
     ipm: int | None = None
     latency: float | tuple[float, float] = 0.0
     workers: int = 2
