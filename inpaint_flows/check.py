@@ -14,11 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from inpaint_flows.client import NovitaClient
+from inpaint_flows.contract import MODEL_NOT_FOUND
 from inpaint_flows.errors import NovitaAPIError
 from inpaint_flows.models import InpaintParams, Job
 from inpaint_flows.settings import BatchSettings
 
-MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
 # name kind -> the `filter.types` value that lists it
 _KINDS = {"checkpoint": "checkpoint", "VAE": "vae", "LoRA": "lora", "embedding": "textualinversion"}
 

@@ -54,7 +54,7 @@ from typing import Any, Self, cast
 import httpx
 from pydantic import SecretStr
 
-from inpaint_flows.contract import TASK_STATUSES, TaskStatus
+from inpaint_flows.contract import REPORTED_TASK_STATUSES, TaskStatus
 from inpaint_flows.errors import (
     AuthError,
     ConfigError,
@@ -88,7 +88,7 @@ SUBMIT_PATH = "/v3/async/inpainting"
 TASK_RESULT_PATH = "/v3/async/task-result"
 MODELS_PATH = "/v3/model"
 
-_TASK_STATUSES: frozenset[str] = frozenset(TASK_STATUSES)
+_TASK_STATUSES: frozenset[str] = frozenset(REPORTED_TASK_STATUSES)
 _AUTH_REASONS = frozenset(("MISSING_API_KEY", "INVALID_API_KEY", "BILLING_AUTH_FAILED"))
 # Failures raised before any byte of the request reached the server: safe to resend a POST.
 _NEVER_SENT: tuple[type[Exception], ...] = (

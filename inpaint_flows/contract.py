@@ -45,9 +45,21 @@ MAX_LORAS = 5
 MAX_EMBEDDINGS = 5
 MAX_SEED = 2**63 - 1  # int64, like the proto field behind it
 TASK_TYPE = "INPAINTING"
+# Our assumption: Novita documents no per-side cap for inpainting (INVALID_IMAGE_SIZE says one
+# exists); img2img documents 128..2048, so the `novita` profile refuses sides over 2048.
+NOVITA_MAX_SIDE = 2048
 DEFAULT_IMAGE_URL_TTL = 3600
 # The seed's example checkpoint: a real Novita inpainting `sd_name`.
 DEFAULT_MODEL = "realisticVisionV40_v40VAE-inpainting_81543.safetensors"
+
+NEED_REAL_NAME_VERIFY = "NEED_REAL_NAME_VERIFY"
+MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+# In the JS SDK's status enum beside the four below; a poll may report it for a running task.
+TASK_STATUS_UNKNOWN = "TASK_STATUS_UNKNOWN"
+
+# Statuses for a refused key: the error-code table gives 403 INVALID_API_KEY (and 400
+# MISSING_API_KEY); Novita's general error guide gives 401 for a missing or wrong key.
+AUTH_STATUSES: tuple[int, ...] = (401, 403)
 
 # reason -> HTTP status (contract "Errors" table)
 ERROR_STATUS: dict[str, int] = {
@@ -64,7 +76,6 @@ ERROR_STATUS: dict[str, int] = {
     "BILLING_AUTH_FAILED": 403,
     "FEATURE_NOT_ALLOWED": 403,
     "API_NOT_ALLOWED": 403,
-    "NEED_REAL_NAME_VERIFY": 403,
     "API_NOT_FOUND": 404,
     "TASK_NOT_FOUND": 404,
     "RATE_LIMIT_EXCEEDED": 429,
@@ -72,6 +83,13 @@ ERROR_STATUS: dict[str, int] = {
     "CREATE_TASK_FAILED": 500,
     "GET_RESULT_FAILED": 500,
     "TASK_FAILED": 500,
+    # Not in the table: the contract's "What the real API does" section lists it beside
+    # INVALID_API_KEY among the 403s (an account that must verify its identity first).
+    NEED_REAL_NAME_VERIFY: 403,
+    # Our assumption: how Novita refuses a checkpoint, VAE, LoRA or embedding name that does not
+    # exist is unconfirmed. This token and status follow the common `model_not_found` 404 of
+    # OpenAI-style APIs (and v2's distinct CodeModelNotExist); a client must also expect a 400.
+    MODEL_NOT_FOUND: 404,
 }
 
 # Reasons that are about the account, not one image: the first one stops a batch's new submits
@@ -106,7 +124,12 @@ TaskStatus = Literal[
     # In Novita's JS SDK enum beside the four documented ones; a client treats it as "ask again".
     "TASK_STATUS_UNKNOWN",
 ]
-TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+# Every status a poll can report, TASK_STATUS_UNKNOWN included (a client must tolerate it),
+# and the four the API reference documents.
+REPORTED_TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+TASK_STATUSES: tuple[str, ...] = tuple(
+    s for s in REPORTED_TASK_STATUSES if s != TASK_STATUS_UNKNOWN
+)
 FINAL_TASK_STATUSES = frozenset(("TASK_STATUS_SUCCEED", "TASK_STATUS_FAILED"))
 ERROR_BODY_KEYS = frozenset({"code", "reason", "message", "metadata"})
 
@@ -119,11 +142,15 @@ def error_status(reason: str) -> int:
 
 
 def error_body(
-    reason: str, message: str, metadata: dict[str, object] | None = None
+    reason: str,
+    message: str,
+    metadata: dict[str, object] | None = None,
+    *,
+    status: int | None = None,
 ) -> dict[str, object]:
-    """The contract's error body for `reason`."""
+    """The contract's error body for `reason` (`status` when it differs from the table's)."""
     return {
-        "code": error_status(reason),
+        "code": status if status is not None else error_status(reason),
         "reason": reason,
         "message": message,
         "metadata": metadata or {},

@@ -12,7 +12,8 @@ Every error a /v3 client can meet has the contract body `{"code","reason","messa
 FastAPI's 422 handler, Starlette's 404/405 pages and uvicorn's plain-text 500 are all replaced.
 
 Submit order: auth -> read body (size cap) -> count it -> injected fault -> JSON and field checks
--> image checks -> rate limit -> create task. A dropped submit (`drop_submit_rate`) closes the
+-> model names (`novita` profile) -> image checks (per-side cap included) -> balance ->
+moderation -> rate limit -> create task. A dropped submit (`drop_submit_rate`) closes the
 socket before the task exists unless `drop_after_create`, which drops after the full answer was
 prepared (a task was created when the request was valid).
 """
@@ -33,11 +34,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inpaint_flows.contract import (
-    TASK_STATUSES,
+    REPORTED_TASK_STATUSES,
     ErrorBody,
     InpaintingBody,
     TaskCreated,
 )
+from novita_local.catalog import check_names
 from novita_local.catalog import list_models as catalog_list
 from novita_local.config import ServerConfig
 from novita_local.connection import drop_connection
@@ -55,9 +57,10 @@ logger = logging.getLogger(__name__)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
-        (400, "Invalid request or missing API key"),
+        (400, "Invalid request, missing API key or balance not enough"),
+        (401, "Missing or invalid API key (with auth_status 401)"),
         (403, "Invalid API key"),
-        (404, "Not found"),
+        (404, "Not found (task, route, or a model name: MODEL_NOT_FOUND)"),
         (429, "Rate limit exceeded"),
         (500, "Server error"),
     )
@@ -134,8 +137,13 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             if parse_error is not None:
                 raise parse_error
             body = validate_body(parsed)
+            if not config.helpful:
+                check_names(body.request)
             images = await asyncio.to_thread(
-                decode_pair, body.request.image_base64, body.request.mask_image_base64
+                decode_pair,
+                body.request.image_base64,
+                body.request.mask_image_base64,
+                max_side=config.side_limit,
             )
             task = state.create_task(body, images, str(request.base_url))
         except ApiError as error:
@@ -187,7 +195,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 "restarts); submit the job again",
             )
         state.store.sweep_expired()
-        return JSONResponse(state.result_body(task))
+        return JSONResponse(state.poll_body(task))
 
     @app.get("/v3/model", response_model=None, responses=_ERRORS)
     async def list_models(
@@ -347,6 +355,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "bearer": {"type": "http", "scheme": "bearer"}
     }
     schema["security"] = [{"bearer": []}, {}]
-    schema["info"]["x-task-statuses"] = list(TASK_STATUSES)
+    schema["info"]["x-task-statuses"] = list(REPORTED_TASK_STATUSES)
     app.openapi_schema = schema
     return schema

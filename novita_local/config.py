@@ -1,4 +1,10 @@
-"""How a local server behaves: address, auth, speed, limits and injected faults.
+"""How a local server behaves: profile, address, auth, speed, limits, billing and injected faults.
+
+Profiles (README "Profiles"): `novita` (the default) answers as Novita's docs show, helping a
+client no more than the real API does: `eta` and `progress_percent` 0, `debug_info` times "",
+no `Retry-After`, model names checked against the catalogue, sides capped at 2048 px.
+`helpful` keeps the richer answers (estimated eta and progress, real timings, `Retry-After`, any
+model name, no side cap) for tests that exercise a client's use of them.
 
 One frozen dataclass, shared by the Python API (`LocalServer(ServerConfig(...))`) and the CLI
 flags (`novita_local.cli`). Every fault is a probability drawn from one `random.Random(seed)`, so a
@@ -14,8 +20,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from inpaint_flows.contract import AUTH_STATUSES, NOVITA_MAX_SIDE
 
 DEFAULT_MAX_BODY_BYTES = 96 * 1024 * 1024  # two 30 MB images as base64 (2 x 40 MiB) fit
+
+Profile = Literal["novita", "helpful"]
+PROFILES: tuple[str, ...] = get_args(Profile)
+AuthStatus = Literal[401, 403]
 
 
 @dataclass(frozen=True)
@@ -23,10 +36,16 @@ class ServerConfig:
     """Settings of one local Novita-compatible server.
 
     Args:
+        profile: `novita` (default): answers as Novita's docs show; `helpful`: adds estimated
+            eta/progress, debug_info timings and Retry-After, accepts any model name and has
+            no side cap (see the module docstring).
         host: Interface to bind (`LocalServer` and the CLI); loopback by default.
         port: TCP port; 0 picks a free one (`LocalServer.port` tells which).
         api_key: When set, `Authorization: Bearer <api_key>` is required on /v3 routes; when
             None, any key or none is accepted. Never logged or shown in `repr`.
+        auth_status: HTTP status of a refused key: 403 (default; the error-code table: wrong
+            key 403 INVALID_API_KEY, missing key 400 MISSING_API_KEY) or 401 (the general error
+            guide: 401 for a missing or wrong key, with the same two reason tokens).
         ipm: Images per minute (sliding 60 s window, counting `image_num`); None = unlimited.
             Novita's default for inpainting is 10.
         latency: Simulated processing time per task in seconds, fixed or a (min, max) range
@@ -45,6 +64,16 @@ class ServerConfig:
         task_fail_rate: Share of created tasks that end TASK_STATUS_FAILED with a reason.
         corrupt_image_rate: Share of created tasks whose image files are served truncated.
         image_url_ttl: Seconds a result URL stays valid after the task completes.
+        max_side: Largest width or height accepted, in pixels (400 INVALID_IMAGE_SIZE above
+            it; no minimum). None = the profile's default (novita 2048, helpful none); 0 = none.
+        balance: Images the account can still pay for; each accepted task spends `image_num`,
+            and a submit the rest cannot pay is refused 400 BILLING_BALANCE_NOT_ENOUGH.
+            None = unlimited. A restart keeps what was spent (it is the account's money).
+        moderation_rate: Share of input images refused 400 ILLEGAL_IMAGE_CONTENT. Decided per
+            image (a seeded hash of its base64), so resubmitting the same image is refused
+            again, as a real content check would.
+        unknown_status_rate: Share of polls of an unfinished task answered with status
+            TASK_STATUS_UNKNOWN (transient: the next poll draws again).
         seed: Seed of the fault / random-seed / latency generators; None picks one (reported in
             `/_local/stats` as `fault_seed` so the run can be reproduced).
         max_body_bytes: Largest request body accepted; larger ones get 400
@@ -54,9 +83,11 @@ class ServerConfig:
         signing_key: HMAC key for result URLs; None = random per server.
     """
 
+    profile: Profile = "novita"
     host: str = "127.0.0.1"
     port: int = 0
     api_key: str | None = field(default=None, repr=False)
+    auth_status: AuthStatus = 403
     ipm: int | None = None
     latency: float | tuple[float, float] = 0.0
     workers: int = 2
@@ -71,6 +102,10 @@ class ServerConfig:
     task_fail_rate: float = 0.0
     corrupt_image_rate: float = 0.0
     image_url_ttl: int = 3600
+    max_side: int | None = None
+    balance: int | None = None
+    moderation_rate: float = 0.0
+    unknown_status_rate: float = 0.0
     seed: int | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout: float = 60.0
@@ -78,6 +113,19 @@ class ServerConfig:
     signing_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {self.profile!r}")
+        if self.auth_status not in AUTH_STATUSES:
+            raise ValueError(f"auth_status must be 401 or 403; got {self.auth_status!r}")
+        if self.max_side is not None and self.max_side < 0:
+            raise ValueError(
+                f"max_side must be >= 1 pixel, 0 for no limit, or None for the profile's "
+                f"default; got {self.max_side}"
+            )
+        if self.balance is not None and self.balance < 0:
+            raise ValueError(
+                f"balance must be >= 0 images (or None for unlimited); got {self.balance}"
+            )
         rates = {
             name: getattr(self, name)
             for name in (
@@ -90,6 +138,8 @@ class ServerConfig:
                 "drop_poll_rate",
                 "task_fail_rate",
                 "corrupt_image_rate",
+                "moderation_rate",
+                "unknown_status_rate",
             )
         }
         for name, rate in rates.items():
@@ -118,6 +168,18 @@ class ServerConfig:
             raise ValueError(f"request_timeout must be > 0 seconds; got {self.request_timeout}")
         if self.api_key == "":
             raise ValueError("api_key must be None (accept any key) or a non-empty string")
+
+    @property
+    def helpful(self) -> bool:
+        """True under the `helpful` profile (richer answers than Novita gives)."""
+        return self.profile == "helpful"
+
+    @property
+    def side_limit(self) -> int | None:
+        """The per-side cap in force, in pixels; None when there is none."""
+        if self.max_side is None:
+            return None if self.helpful else NOVITA_MAX_SIDE
+        return self.max_side or None
 
     @property
     def latency_range(self) -> tuple[float, float]:

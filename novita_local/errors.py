@@ -1,6 +1,7 @@
 """The one exception the server raises to answer with a contract error body.
 
-    ApiError                 any error response: reason token + message (+ extra headers)
+    ApiError                 any error response: reason token + message (+ extra headers, and a
+                             status when it is not the contract's one, e.g. a 401 key refusal)
       └─ BodyTooLarge        the request body crossed the configured cap while streaming
 
 Handlers raise; `app.py` turns the exception into `{"code","reason","message","metadata"}` with the
@@ -24,21 +25,23 @@ class ApiError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         metadata: dict[str, object] | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
         self.headers = dict(headers or {})
         self.metadata = metadata
+        self._status = status  # None: the contract's status for `reason`
 
     @property
     def status(self) -> int:
-        return error_status(self.reason)
+        return self._status if self._status is not None else error_status(self.reason)
 
     def body(self) -> dict[str, object]:
         # A message may quote client text holding lone surrogates, which UTF-8 cannot carry.
         message = self.message.encode("utf-8", "replace").decode("utf-8")
-        return error_body(self.reason, message, self.metadata)
+        return error_body(self.reason, message, self.metadata, status=self.status)
 
 
 class BodyTooLarge(ApiError):

@@ -2,13 +2,18 @@
 
 Faults come from one `random.Random(seed)`: each submit draws once, each task-result poll draws
 once, and each created task draws twice (fail? corrupt?). The same seed and the same request
-sequence therefore meet the same faults. Random seeds for `seed: -1` and per-task latencies come
-from their own generators derived from the same seed, so changing a fault rate does not change the
-images or the timings.
+sequence therefore meet the same faults. Random seeds for `seed: -1`, per-task latencies and
+TASK_STATUS_UNKNOWN answers come from their own generators derived from the same seed, so
+changing one rate does not change the images, the timings or the other faults.
+
+Moderation is not a draw in sequence but a function of the seed and the image: an image refused
+once is refused every time it is sent, whatever else the server saw (a real content check judges
+the image, not the moment).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 import threading
@@ -49,6 +54,7 @@ class FaultInjector:
             self._faults = random.Random(self.seed)
             self._seeds = random.Random(f"{self.seed}/seeds")
             self._latency = random.Random(f"{self.seed}/latency")
+            self._unknown = random.Random(f"{self.seed}/unknown-status")
 
     def submit(self) -> SubmitFault:
         c = self.config
@@ -79,6 +85,23 @@ class FaultInjector:
             fail = self._faults.random() < self.config.task_fail_rate
             bad = self._faults.random() < self.config.corrupt_image_rate
         return fail, bad
+
+    def moderated(self, image_base64: str) -> bool:
+        """Whether the content check refuses this input image (ILLEGAL_IMAGE_CONTENT)."""
+        rate = self.config.moderation_rate
+        if rate <= 0.0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}/moderation/".encode())
+        digest.update(image_base64.encode("utf-8", "surrogatepass"))
+        return int.from_bytes(digest.digest()[:8], "big") / 2**64 < rate
+
+    def unknown_status(self) -> bool:
+        """Whether this poll of an unfinished task reports TASK_STATUS_UNKNOWN."""
+        rate = self.config.unknown_status_rate
+        if rate <= 0.0:
+            return False
+        with self._lock:
+            return self._unknown.random() < rate
 
     def random_seed(self) -> int:
         """A seed for a request that sent `seed: -1` (or none)."""

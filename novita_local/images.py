@@ -98,8 +98,11 @@ def _load(field: str, image: Image.Image) -> Image.Image:
     return image
 
 
-def decode_pair(image_b64: str, mask_b64: str) -> DecodedPair:
+def decode_pair(image_b64: str, mask_b64: str, *, max_side: int | None = None) -> DecodedPair:
     """Decode and check the request's image and mask, in the contract's order of errors.
+
+    `max_side` caps width and height (None: no cap); it is checked from the headers, after the
+    pixel count and the mask's size, before any pixel is decoded.
 
     Raises ApiError with IMAGE_FILE_EXCEEDS_MAX_SIZE, INVALID_IMAGE_FORMAT,
     IMAGE_EXCEEDS_MAX_RESOLUTION or INVALID_IMAGE_SIZE.
@@ -121,6 +124,13 @@ def decode_pair(image_b64: str, mask_b64: str) -> DecodedPair:
             f"request.mask_image_base64 is {mask.size[0]}x{mask.size[1]} but "
             f"request.image_base64 is {image.size[0]}x{image.size[1]}; "
             "the mask must have the same resolution as the image",
+        )
+    if max_side is not None and max(image.size) > max_side:
+        raise ApiError(
+            "INVALID_IMAGE_SIZE",
+            f"request.image_base64 is {image.size[0]}x{image.size[1]}; width and height must "
+            f"each be at most {max_side} pixels on this server; scale the image (and its mask) "
+            "down or split it",
         )
     return DecodedPair(_load(fields[0][0], image), _load(fields[1][0], mask))
 

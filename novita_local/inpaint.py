@@ -60,16 +60,6 @@ class InpaintSettings:
     image_num: int = 1
 
 
-def resolve_algorithm(model_name: str) -> Algorithm:
-    """The OpenCV algorithm that stands in for `model_name`.
-
-    Only the local NS model name selects Navier-Stokes; every other name, including real Novita
-    checkpoints such as `realisticVisionV40_v40VAE-inpainting_81543.safetensors`, gets Telea, so
-    requests written for the real API run unchanged against the local server.
-    """
-    return "ns" if model_name == LOCAL_MODEL_NS else "telea"
-
-
 def mask_array(mask: Image.Image) -> F32Array:
     """The mask as float32 HxW in 0..1, where 1 (white) means repaint and 0 (black) means keep.
 

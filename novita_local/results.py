@@ -1,7 +1,8 @@
 """The `GET /v3/async/task-result` body, shaped so the official SDK parses it.
 
 Fixed by the contract and the SDK's crash rules: `extra` is always present with `seed` as a
-string and `debug_info` times as strings ("" until reached; unix milliseconds); `videos` and
+string and `debug_info` times as strings (unix milliseconds, "" until reached; always "" when
+`timings` is off, as in Novita's own example of a finished task); `videos` and
 `audios` are always empty lists; `nsfw_detection_result` is null (no detector runs locally, and
 the SDK crashes on `{}`); `image_url_ttl` is a number: the whole seconds the URL has left, since
 URLs are signed once, when the task completes, and cannot be renewed.
@@ -17,10 +18,20 @@ from inpaint_flows.contract import TASK_TYPE
 from novita_local.store import Task
 
 
-def task_result(task: Task, eta: int, progress: int, now: float | None = None) -> dict[str, Any]:
+def task_result(
+    task: Task,
+    eta: int,
+    progress: int,
+    *,
+    timings: bool = True,
+    status: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The body for `task`; `status` overrides its status (TASK_STATUS_UNKNOWN answers)."""
     now = time.time() if now is None else now
+    status = status or task.status
     images: list[dict[str, Any]] = []
-    if task.status == "TASK_STATUS_SUCCEED":
+    if status == "TASK_STATUS_SUCCEED":
         ttl = max(0, math.floor(task.expires_at - now))
         images = [
             {
@@ -35,7 +46,7 @@ def task_result(task: Task, eta: int, progress: int, now: float | None = None) -
         "task": {
             "task_id": task.task_id,
             "task_type": TASK_TYPE,
-            "status": task.status,
+            "status": status,
             "reason": task.reason,
             "eta": eta,
             "progress_percent": progress,
@@ -48,9 +59,9 @@ def task_result(task: Task, eta: int, progress: int, now: float | None = None) -
             "enable_nsfw_detection": task.enable_nsfw_detection,
             "debug_info": {
                 "request_info": "",
-                "submit_time_ms": str(task.submit_time_ms),
-                "execute_time_ms": _ms(task.execute_time_ms),
-                "complete_time_ms": _ms(task.complete_time_ms),
+                "submit_time_ms": _ms(task.submit_time_ms if timings else None),
+                "execute_time_ms": _ms(task.execute_time_ms if timings else None),
+                "complete_time_ms": _ms(task.complete_time_ms if timings else None),
             },
         },
     }

@@ -6,13 +6,16 @@ client paid twice for the same job.
 
 Shape of `snapshot()` (every count an int):
 
-    {"fault_seed": int, "restarts": int,
+    {"profile": "novita" | "helpful", "fault_seed": int, "restarts": int,
      "submissions": {"total", "accepted", "dropped",
                      "rejected": {REASON: n},
                      "by_content_hash": {sha256: {"submitted": n, "accepted": n}}},
+     "auth_refused": {"MISSING_API_KEY": n, "INVALID_API_KEY": n},   (every route, not only submit)
+     "billing": {"balance": images left | null (unlimited), "spent": images},
      "rate_limited": {"total", "ipm", "injected_submit", "injected_poll"},
      "faults": {"submit_drop", "submit_429", "submit_500", "submit_503", "poll_drop",
-                "poll_429", "poll_500", "task_failed", "corrupt_image"},
+                "poll_429", "poll_500", "task_failed", "corrupt_image", "moderation",
+                "unknown_status"},
      "polls": {"total", "by_task": {task_id: n}},
      "downloads": {"total", "by_task": {task_id: n},
                    "refused": {"missing": n, "signature": n, "expired": n, "not_found": n}},
@@ -38,6 +41,8 @@ _FAULTS = (
     "poll_500",
     "task_failed",
     "corrupt_image",
+    "moderation",
+    "unknown_status",
 )
 
 
@@ -103,6 +108,7 @@ class Stats:
         self.downloads: Counter[str] = Counter()
         self.refused_downloads: Counter[str] = Counter()
         self.webhooks: Counter[str] = Counter()
+        self.auth_refused: Counter[str] = Counter()
 
     def submitted(self, digest: str | None) -> None:
         with self._lock:
@@ -119,6 +125,10 @@ class Stats:
     def reject(self, reason: str) -> None:
         with self._lock:
             self.rejected[reason] += 1
+
+    def refuse_auth(self, reason: str) -> None:
+        with self._lock:
+            self.auth_refused[reason] += 1
 
     def drop(self) -> None:
         with self._lock:
@@ -153,9 +163,17 @@ class Stats:
         with self._lock:
             self.restarts += 1
 
-    def snapshot(self, tasks_by_status: dict[str, int]) -> dict[str, Any]:
+    def snapshot(
+        self,
+        tasks_by_status: dict[str, int],
+        *,
+        profile: str,
+        balance: int | None,
+        spent: int,
+    ) -> dict[str, Any]:
         with self._lock:
             return {
+                "profile": profile,
                 "fault_seed": self.fault_seed,
                 "restarts": self.restarts,
                 "submissions": {
@@ -171,6 +189,11 @@ class Stats:
                         for digest, count in self.hash_submitted.items()
                     },
                 },
+                "auth_refused": {
+                    reason: self.auth_refused[reason]
+                    for reason in ("MISSING_API_KEY", "INVALID_API_KEY")
+                },
+                "billing": {"balance": balance, "spent": spent},
                 "rate_limited": {
                     "total": sum(self.rate_limited.values()),
                     "ipm": self.rate_limited["ipm"],

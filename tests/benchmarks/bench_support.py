@@ -258,6 +258,11 @@ def local_api(log: Path, *, flags: Sequence[str]) -> Iterator[LocalApi]:
                 "--port",
                 str(port),
                 "--no-access-log",
+                # The figures and the reference loops read the server's eta and debug_info
+                # timings (submit_times_ms above), which only `helpful` reports; a run's
+                # `flags` may still say `--profile novita` (the last one wins).
+                "--profile",
+                "helpful",
                 *flags,
             ],
             env=child_env(None, log.parent / "unused-prefect-home"),

@@ -574,7 +574,8 @@ def write_manifest_corpus(root: Path) -> ManifestCorpus:
         image=good,
         mask=mask,
         steps="40",
-        loras='[{"model_name": "detail", "strength": 0.5}]',
+        # a LoRA the local server's catalogue lists (an unknown name is refused, as on Novita)
+        loras='[{"model_name": "add_detail_44319", "strength": 0.5}]',
     )
     row(valid(), image="../outside.png", mask=mask)  # reads outside; writes inside
     row(valid(), image=str(elsewhere), mask=mask)  # an absolute path

@@ -27,14 +27,27 @@ def clean_local_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def local_server() -> Iterator[LocalServer]:
-    """The shared default server (no key, no limits, no faults, no latency)."""
+    """The shared default server (`novita` profile; no key, no limits, no faults, no latency)."""
     with LocalServer(ServerConfig(seed=1)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def helpful_server() -> Iterator[LocalServer]:
+    """Like `local_server`, under the `helpful` profile (eta, timings, Retry-After, any name)."""
+    with LocalServer(ServerConfig(profile="helpful", seed=1)) as running:
         yield running
 
 
 @pytest.fixture
 def client(local_server: LocalServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=local_server.base_url, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+def helpful_client(helpful_server: LocalServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=helpful_server.base_url, timeout=10) as http:
         yield http
 
 

@@ -14,8 +14,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from novita_local import cli
 from novita_local.cli import app, local_api
-from novita_local.config import parse_latency
+from novita_local.config import ServerConfig, parse_latency
 
 KEY = "sk-cli-SECRET-4242"
 
@@ -43,6 +44,8 @@ def test_help_lists_every_knob() -> None:
         "--corrupt-image-rate", "--submit-429-rate", "--submit-500-rate", "--submit-503-rate",
         "--drop-submit-rate", "--drop-after-create", "--result-500-rate", "--result-429-rate",
         "--drop-poll-rate", "--seed", "--image-url-ttl", "--max-body-mb", "--request-timeout",
+        "--profile", "--auth-status", "--max-side", "--balance", "--moderation-rate",
+        "--unknown-status-rate",
     ):  # fmt: skip
         assert flag in flags, flag
     assert callable(local_api)
@@ -50,12 +53,55 @@ def test_help_lists_every_knob() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--latency", "3-1"], ["--submit-429-rate", "0.7", "--submit-500-rate", "0.7"]],
-    ids=["latency-range-reversed", "rates-over-1"],
+    [
+        ["--latency", "3-1"],
+        ["--submit-429-rate", "0.7", "--submit-500-rate", "0.7"],
+        ["--profile", "real"],
+        ["--auth-status", "402"],
+        ["--max-side", "-1"],
+        ["--balance", "-5"],
+        ["--moderation-rate", "2"],
+    ],
+    ids=[
+        "latency-range-reversed",
+        "rates-over-1",
+        "unknown-profile",
+        "auth-status-402",
+        "negative-side",
+        "negative-balance",
+        "rate-over-1",
+    ],
 )
 def test_impossible_flags_exit_with_a_usage_error(args: list[str]) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param([], {"profile": "novita", "auth_status": 403, "max_side": None}, id="default"),
+        pytest.param(
+            ["--profile", "helpful", "--auth-status", "401", "--max-side", "0"],
+            {"profile": "helpful", "auth_status": 401, "max_side": 0},
+            id="helpful-401",
+        ),
+        pytest.param(
+            ["--balance", "12", "--moderation-rate", "0.1", "--unknown-status-rate", "0.2"],
+            {"balance": 12, "moderation_rate": 0.1, "unknown_status_rate": 0.2},
+            id="account-knobs",
+        ),
+    ],
+)
+def test_flags_map_onto_the_server_config(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], expected: dict[str, object]
+) -> None:
+    served: list[ServerConfig] = []
+    monkeypatch.setattr(cli, "serve", served.append)  # capture the config instead of serving
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (config,) = served
+    assert {name: getattr(config, name) for name in expected} == expected
 
 
 def _free_port() -> int:
@@ -105,5 +151,6 @@ def test_cli_process_serves_and_never_prints_the_key() -> None:
         stdout, stderr = process.communicate(timeout=15)
     output = (stdout + stderr).decode()
     assert f"http://127.0.0.1:{port}" in output
+    assert "profile: novita" in output
     assert "GET /v3/model" in output  # the access log is on
     assert KEY not in output

@@ -86,7 +86,7 @@ def test_dropped_poll(start_server: StartServer) -> None:
 
 
 def test_task_failure_has_a_reason(start_server: StartServer) -> None:
-    server = start_server(task_fail_rate=1.0)
+    server = start_server(task_fail_rate=1.0, profile="helpful")  # helpful: completion time
     with http(server) as client:
         result = wait_done(client, submit(client))
     assert result["task"]["status"] == "TASK_STATUS_FAILED"

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
+from novita_local.catalog import DEFAULT_REAL_MODEL, SECOND_REAL_MODEL, algorithm_for
 from novita_local.inpaint import (
     LOCAL_MODEL_NS,
     LOCAL_MODEL_TELEA,
     InpaintSettings,
     mask_array,
-    resolve_algorithm,
     run_inpaint,
 )
 
@@ -292,13 +292,13 @@ def test_any_image_mode_gives_rgb_with_the_outside_intact(make: Callable[[], Ima
     [
         pytest.param(LOCAL_MODEL_TELEA, "telea", id="local-telea"),
         pytest.param(LOCAL_MODEL_NS, "ns", id="local-ns"),
-        pytest.param(
-            "realisticVisionV40_v40VAE-inpainting_81543.safetensors", "telea", id="novita"
-        ),
+        pytest.param(DEFAULT_REAL_MODEL, "telea", id="novita-realistic-vision"),
+        pytest.param(SECOND_REAL_MODEL, "ns", id="novita-second-checkpoint"),
+        pytest.param("any-other-name.safetensors", "telea", id="unknown-helpful-only"),
     ],
 )
 def test_model_name_selects_the_algorithm(model_name: str, algorithm: str) -> None:
-    assert resolve_algorithm(model_name) == algorithm
+    assert algorithm_for(model_name) == algorithm
 
 
 # --- property ---

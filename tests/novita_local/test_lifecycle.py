@@ -37,7 +37,9 @@ def _download(client: httpx.Client, result: dict[str, Any]) -> list[bytes]:
     return files
 
 
-def test_result_has_the_exact_contract_shape(client: httpx.Client) -> None:
+def test_result_has_the_exact_contract_shape(helpful_client: httpx.Client) -> None:
+    """Under `helpful`: progress 100 and real timings once done (test_profiles: `novita`)."""
+    client = helpful_client
     result = wait_done(client, submit(client, valid_body(image_num=2, seed=7)))
     assert set(result) == {"task", "images", "videos", "audios", "extra"}
     task = result["task"]
@@ -62,7 +64,7 @@ def test_result_has_the_exact_contract_shape(client: httpx.Client) -> None:
 
 
 def test_queued_then_processing_then_succeed_with_honest_eta(start_server: StartServer) -> None:
-    server = start_server(latency=0.6, workers=1)
+    server = start_server(latency=0.6, workers=1, profile="helpful")
     with http(server) as client:
         first = submit(client)
         second = submit(client)

@@ -1,4 +1,4 @@
-"""`GET /v3/model`: the local models in Novita's shape, with filters and cursor pagination."""
+"""`GET /v3/model`: the catalogue in Novita's shape, with filters and cursor pagination."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from typing import Any
 import httpx
 import pytest
 
-from novita_local.catalog import DEFAULT_REAL_MODEL
+from novita_local.catalog import DEFAULT_REAL_MODEL, SECOND_REAL_MODEL
 from novita_local.inpaint import LOCAL_MODEL_NS, LOCAL_MODEL_TELEA
 from tests.novita_local.helpers import assert_error
 
-ALL = [LOCAL_MODEL_TELEA, LOCAL_MODEL_NS, DEFAULT_REAL_MODEL]
+LOCAL = [LOCAL_MODEL_TELEA, LOCAL_MODEL_NS]
+CHECKPOINTS = [*LOCAL, DEFAULT_REAL_MODEL, SECOND_REAL_MODEL]
+LORAS = ["add_detail_44319.safetensors", "more_details_59655.safetensors"]
+EMBEDDINGS = ["easynegative_8955.safetensors", "BadDream_53202", "badhandv4_16755"]
+VAES = ["vae-ft-mse-840000-ema-pruned.safetensors"]
+ALL = CHECKPOINTS + LORAS + EMBEDDINGS + VAES
 
 
 def _names(client: httpx.Client, **params: Any) -> list[str]:
@@ -20,18 +25,27 @@ def _names(client: httpx.Client, **params: Any) -> list[str]:
     return [model["sd_name"] for model in response.json()["models"]]
 
 
-def test_lists_local_models_and_the_alias(client: httpx.Client) -> None:
+def test_lists_the_catalogue_and_which_local_algorithm_each_checkpoint_runs(
+    client: httpx.Client,
+) -> None:
     body = client.get("/v3/model").json()
     assert [m["sd_name"] for m in body["models"]] == ALL
     assert body["pagination"] == {"next_cursor": ""}
+    models = {m["sd_name"]: m for m in body["models"]}
     for model in body["models"]:
         assert {"id", "name", "sd_name", "type", "base_model_type", "is_sdxl", "status"} <= set(
             model
         )
-        assert model["type"] == {"name": "checkpoint", "display_name": "Checkpoint"}
-        assert model["base_model_type"] == "Inpainting"
-    alias = body["models"][2]
-    assert alias["alias_of"] == LOCAL_MODEL_TELEA
+    for name in CHECKPOINTS:
+        assert models[name]["type"] == {"name": "checkpoint", "display_name": "Checkpoint"}
+        assert models[name]["base_model_type"] == "Inpainting"
+    assert models[DEFAULT_REAL_MODEL]["id"] == 114600  # as in Novita's own example
+    assert models[DEFAULT_REAL_MODEL]["alias_of"] == LOCAL_MODEL_TELEA
+    assert models[SECOND_REAL_MODEL]["alias_of"] == LOCAL_MODEL_NS
+    assert models[LOCAL_MODEL_TELEA]["alias_of"] is None
+    assert models[LORAS[0]]["type"]["name"] == "lora"
+    assert models[LORAS[0]]["sd_name_in_api"] == "add_detail_44319"  # what requests send
+    assert models[LORAS[0]]["base_model_type"] == "Standard"
 
 
 @pytest.mark.parametrize(
@@ -39,16 +53,20 @@ def test_lists_local_models_and_the_alias(client: httpx.Client) -> None:
     [
         pytest.param({"filter.visibility": "public"}, ALL, id="public"),
         pytest.param({"filter.visibility": "private"}, [], id="private"),
-        pytest.param({"filter.types": "checkpoint"}, ALL, id="types-checkpoint"),
-        pytest.param({"filter.types": "lora,vae"}, [], id="types-lora-vae"),
-        pytest.param({"filter.type": "checkpoint"}, ALL, id="sdk-spelling-type"),
+        pytest.param({"filter.types": "checkpoint"}, CHECKPOINTS, id="types-checkpoint"),
+        pytest.param({"filter.types": "lora,vae"}, LORAS + VAES, id="types-lora-vae"),
+        pytest.param({"filter.types": "textualinversion"}, EMBEDDINGS, id="types-embedding"),
+        pytest.param({"filter.types": "controlnet"}, [], id="types-controlnet"),
+        pytest.param({"filter.type": "checkpoint"}, CHECKPOINTS, id="sdk-spelling-type"),
         pytest.param({"filter.is_sdxl": "true"}, [], id="sdxl-true"),
         pytest.param({"filter.is_sdxl": "false"}, ALL, id="sdxl-false"),
-        pytest.param({"filter.is_inpainting": "true"}, ALL, id="inpainting-true"),
+        pytest.param({"filter.is_inpainting": "true"}, CHECKPOINTS, id="inpainting-true"),
         pytest.param({"filter.is_inpainting": "False"}, ALL, id="inpainting-false-no-filter"),
         pytest.param({"filter.query": "NS-inp"}, [LOCAL_MODEL_NS], id="query"),
-        pytest.param({"filter.query": "realistic"}, [DEFAULT_REAL_MODEL], id="query-alias"),
-        pytest.param({"filter.source": "civitai"}, [], id="source-other"),
+        pytest.param({"filter.query": "realistic"}, [DEFAULT_REAL_MODEL], id="query-real-name"),
+        pytest.param({"filter.source": "local"}, LOCAL, id="source-local"),
+        pytest.param({"filter.source": "civitai"}, ALL[2:], id="source-civitai"),
+        pytest.param({"filter.source": "training"}, [], id="source-other"),
     ],
 )
 def test_filters(client: httpx.Client, params: dict[str, str], expected: list[str]) -> None:
@@ -73,7 +91,7 @@ def test_sdk_style_offset_cursor(client: httpx.Client) -> None:
     assert _names(client, **{"pagination.cursor": "c_1", "pagination.limit": "1"}) == [
         LOCAL_MODEL_NS
     ]
-    assert _names(client, **{"pagination.cursor": "c_c_2"}) == [DEFAULT_REAL_MODEL]
+    assert _names(client, **{"pagination.cursor": "c_c_2"}) == ALL[2:]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Images per minute: 429 RATE_LIMIT_EXCEEDED past the limit, with an honest Retry-After."""
+"""Images per minute: 429 RATE_LIMIT_EXCEEDED past the limit (`helpful`: with a Retry-After)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_retry_after_is_whole_seconds_rounded_up(seconds: float, header: str) ->
 
 
 def test_server_answers_429_at_ipm(start_server: StartServer) -> None:
-    server = start_server(ipm=3)
+    server = start_server(ipm=3, profile="helpful")
     with http(server) as client:
         submit(client, valid_body(image_num=2))
         refused = client.post("/v3/async/inpainting", json=valid_body(image_num=2))

@@ -16,8 +16,10 @@ from tests.novita_local.helpers import assert_error, valid_body
 
 MISSING = object()  # remove the field instead of setting it
 
-LORA = {"model_name": "add_detail", "strength": 0.5}
-EMBEDDING = {"model_name": "easynegative"}
+# Names from the catalogue: the default (`novita`) profile refuses names it does not list.
+LORA = {"model_name": "add_detail_44319", "strength": 0.5}
+EMBEDDING = {"model_name": "easynegative_8955"}
+LORA_NAME = LORA["model_name"]
 
 ACCEPTED: list[Any] = [
     pytest.param("model_name", "local-ns-inpainting", id="model-local-ns"),
@@ -26,7 +28,7 @@ ACCEPTED: list[Any] = [
         "realisticVisionV40_v40VAE-inpainting_81543.safetensors",
         id="model-real-novita-name",
     ),
-    pytest.param("model_name", "any-other-checkpoint.safetensors", id="model-any-name"),
+    pytest.param("model_name", "meinahentai_v4-inpainting_86046.safetensors", id="model-second"),
     pytest.param("prompt", "a", id="prompt-1-char"),
     pytest.param("prompt", "p" * 1024, id="prompt-1024-chars"),
     pytest.param("prompt", "un chat très calme 猫", id="prompt-unicode"),
@@ -54,13 +56,13 @@ ACCEPTED: list[Any] = [
     pytest.param("mask_blur", None, id="mask_blur-null"),
     pytest.param("sd_vae", None, id="sd_vae-null"),
     pytest.param("sd_vae", "", id="sd_vae-empty"),
-    pytest.param("sd_vae", "vae-ft-mse-840000.safetensors", id="sd_vae-name"),
+    pytest.param("sd_vae", "vae-ft-mse-840000-ema-pruned.safetensors", id="sd_vae-name"),
     pytest.param("loras", None, id="loras-null"),
     pytest.param("loras", [], id="loras-empty"),
     pytest.param("loras", [LORA] * 5, id="loras-5"),
-    pytest.param("loras", [{"model_name": "x", "strength": None}], id="loras-null-strength"),
-    pytest.param("loras", [{"model_name": "x", "strength": 0}], id="loras-strength-0"),
-    pytest.param("loras", [{"model_name": "x", "strength": 1}], id="loras-strength-1"),
+    pytest.param("loras", [{"model_name": LORA_NAME, "strength": None}], id="loras-null-strength"),
+    pytest.param("loras", [{"model_name": LORA_NAME, "strength": 0}], id="loras-strength-0"),
+    pytest.param("loras", [{"model_name": LORA_NAME, "strength": 1}], id="loras-strength-1"),
     pytest.param("embeddings", None, id="embeddings-null"),
     pytest.param("embeddings", [EMBEDDING] * 5, id="embeddings-5"),
     pytest.param("clip_skip", None, id="clip_skip-null"),

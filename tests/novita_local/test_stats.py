@@ -51,9 +51,12 @@ def test_counts_submissions_polls_downloads_and_statuses(start_server: StartServ
     }
     assert stats["tasks"]["by_status"]["TASK_STATUS_SUCCEED"] >= 2
     assert set(stats) == {
-        "fault_seed", "restarts", "submissions", "rate_limited", "faults", "polls",
-        "downloads", "webhooks", "tasks",
+        "profile", "fault_seed", "restarts", "submissions", "auth_refused", "billing",
+        "rate_limited", "faults", "polls", "downloads", "webhooks", "tasks",
     }  # fmt: skip
+    assert stats["profile"] == "novita"
+    assert stats["billing"] == {"balance": None, "spent": 5}  # 2 + 2 + 1 images accepted
+    assert stats["auth_refused"] == {"MISSING_API_KEY": 0, "INVALID_API_KEY": 0}
 
 
 def test_content_hash_covers_every_parameter_and_ignores_nulls() -> None:

@@ -56,9 +56,9 @@ def test_slow_submit_is_cut_at_the_bound_and_creates_no_task(
 ) -> None:
     real = app_module.decode_pair
 
-    def slow_decode(*args: Any) -> Any:
+    def slow_decode(*args: Any, **kwargs: Any) -> Any:
         time.sleep(3.0)  # in the server's worker thread: the event loop stays free
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(app_module, "decode_pair", slow_decode)
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
