@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.contract import MODEL_NOT_FOUND
-from inpaint_flows.errors import NovitaAPIError
+from inpaint_flows.errors import NovitaAPIError, TransportError
 from inpaint_flows.models import InpaintParams, Job
 from inpaint_flows.settings import BatchSettings
 
@@ -49,8 +49,8 @@ async def check_names(client: NovitaClient, params: Iterable[InpaintParams]) -> 
     """Ask `GET /v3/model` about every distinct name; unknown names get a message.
 
     A listing the API does not offer (404, e.g. a proxy without it) skips the check rather than
-    refusing every row; an error about the account (401/403) is raised, and the client's halt
-    has already stopped the batch.
+    refusing every row; an error about the account (401/403) has stopped the batch through the
+    client's halt, so the check ends there and every job is reported `not-submitted`.
     """
     wanted: dict[str, set[str]] = defaultdict(set)
     for p in params:
@@ -64,7 +64,12 @@ async def check_names(client: NovitaClient, params: Iterable[InpaintParams]) -> 
             except NovitaAPIError as exc:
                 if exc.status_code == 404:
                     return NameCheck({}, skipped=f"the API does not list models ({exc.reason})")
+                if client.halt.stopped:  # e.g. the key was refused: the batch stops here
+                    return NameCheck({}, skipped=f"the batch stopped ({exc.reason})")
                 raise
+            except TransportError as exc:  # every retry of a free call failed: nobody answers
+                client.halt.unreachable(f"(listing models: {exc.message})")
+                return NameCheck({}, skipped=f"the API could not be reached ({exc.reason})")
             if not any(name in _names_of(m) for m in listed):
                 unknown[(kind, name)] = (
                     f"The {kind} {name!r} is not listed by the API (GET /v3/model), so every "
@@ -169,11 +174,9 @@ async def run_check(settings: BatchSettings) -> CheckReport:
         key_problem = None
         names = NameCheck({}, skipped="turned off (--no-check-names)")
         if settings.check_names:
-            try:
-                names = await check_names(run.client, {job.params for job in jobs})
-            except NovitaAPIError as exc:
-                key_problem = exc.message
-                names = NameCheck({}, skipped="the API refused the listing")
+            names = await check_names(run.client, {job.params for job in jobs})
+            if run.halt.stop is not None:
+                key_problem = run.halt.stop.message
         jobs = with_name_problems(jobs, names)
         states = await asyncio.to_thread(prepare_many, jobs)
     invalid: dict[str, int] = defaultdict(int)

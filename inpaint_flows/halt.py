@@ -77,13 +77,19 @@ class BatchHalt:
             self._streak_start = now
         self._streak += 1
         if self._streak >= UNREACHABLE_FAILURES and now - self._streak_start >= UNREACHABLE_AFTER_S:
-            self.halt(
-                UNREACHABLE,
-                f"The API could not be reached for {now - self._streak_start:.0f} s "
-                f"({self._streak} requests in a row failed; last: {detail}). New submits "
-                "stopped. Check the network or the base URL, then rerun the same command: "
-                "finished jobs are skipped and nothing is paid twice.",
+            self.unreachable(
+                f"for {now - self._streak_start:.0f} s ({self._streak} requests in a row "
+                f"failed; last: {detail})"
             )
+
+    def unreachable(self, how: str) -> None:
+        """Stop the batch: the API could not be reached `how` (e.g. "for 6 s (...)")."""
+        self.halt(
+            UNREACHABLE,
+            f"The API could not be reached {how}. New submits stopped. Check the network or "
+            "the base URL, then rerun the same command: finished jobs are skipped and nothing "
+            "is paid twice.",
+        )
 
     def api_error(self, error: NovitaError) -> None:
         """An error answer: stops the batch when its reason is about the account."""
