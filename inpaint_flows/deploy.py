@@ -189,8 +189,29 @@ def serve(options: ServeOptions, prefect_file: str | Path = PREFECT_FILE) -> Non
     """Serve every deployment of `prefect_file` until Ctrl-C, which pauses the deployments."""
     from prefect import serve as prefect_serve
 
+    _heed_sigint()
     specs = apply_options(load_specs(prefect_file), options)
     prefect_serve(*runner_deployments(specs))
+
+
+def _heed_sigint() -> None:
+    """Make SIGINT (Ctrl-C, `kill -INT`) stop serving even if this process inherited it ignored.
+
+    A command started in the background of a non-interactive shell (`inpaint-flows serve &` in
+    a script, a CI job started that way, and everything it starts) inherits SIGINT as ignored.
+    Python then installs no KeyboardInterrupt handler, nor does asyncio, so the signal was
+    dropped: serve kept running, and when it was killed instead its deployments stayed active
+    with nothing to run them. Servers such as uvicorn take SIGINT back the same way. A handler
+    someone installed on purpose is left alone.
+    """
+    import signal
+    import threading
+
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def load_automation(block_document_id: str, path: str | Path = AUTOMATION_FILE) -> AutomationCore:
