@@ -4,7 +4,8 @@
     inpaint-flows serve --source DIR --cron "30 1 * * *" --timezone UTC   # the same, with overrides
 
 Keep it running (a terminal, tmux, a systemd unit); Ctrl-C stops it and pauses its deployments
-(no scheduled run is created while nothing serves them).
+(no scheduled run is created while nothing serves them). `kill -INT PID` does the same, also for
+a serve started in the background of a script (which would otherwise inherit SIGINT ignored).
 It talks to the Prefect server of the current profile (`PREFECT_API_URL`). Use either this or
 `prefect deploy` + a worker for a given server, not both: they register the same deployment
 names.

@@ -195,8 +195,29 @@ def serve(options: ServeOptions, prefect_file: str | Path = PREFECT_FILE) -> Non
     """Serve every deployment of `prefect_file` until Ctrl-C, which pauses the deployments."""
     from prefect import serve as prefect_serve
 
+    _heed_sigint()
     specs = apply_options(load_specs(prefect_file), options)
     prefect_serve(*runner_deployments(specs))
+
+
+def _heed_sigint() -> None:
+    """Make SIGINT (Ctrl-C, `kill -INT`) stop serving even if this process inherited it ignored.
+
+    A command started in the background of a non-interactive shell (`inpaint-flows serve &` in
+    a script, a CI job started that way, and everything it starts) inherits SIGINT as ignored.
+    Python then installs no KeyboardInterrupt handler, nor does asyncio, so the signal was
+    dropped: serve kept running, and when it was killed instead its deployments stayed active
+    with nothing to run them. Servers such as uvicorn take SIGINT back the same way. A handler
+    someone installed on purpose is left alone.
+    """
+    import signal
+    import threading
+
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def load_automation(block_document_id: str, path: str | Path = AUTOMATION_FILE) -> AutomationCore:
@@ -217,15 +238,28 @@ async def create_failure_automation(block: str, path: str | Path = AUTOMATION_FI
     `block` is e.g. `slack-webhook/inpaint-alerts`: create the block first in the UI (Blocks)
     or in Python. Returns the automation's id.
     """
-    from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
-    loaded: Block = await Block.aload(block)
-    block_id = loaded._block_document_id
-    if block_id is None:
-        raise ValueError(f"The block {block!r} has no saved document; save it first.")
-    automation = load_automation(str(block_id), path)
+    block_type, _, name = block.partition("/")
+    if not block_type or not name or "/" in name:
+        raise ValueError(
+            f"Notification block {block!r}: give it as TYPE/NAME, e.g. "
+            "slack-webhook/inpaint-alerts (`prefect block ls` lists the current server's blocks)."
+        )
     async with get_client() as client:
+        try:
+            # Only its id is needed: never fetch the webhook URL or other secrets.
+            document = await client.read_block_document_by_name(
+                name, block_type, include_secrets=False
+            )
+        except ObjectNotFound:
+            raise ValueError(
+                f"No {block_type!r} block named {name!r} on {client.api_url}: create it first "
+                "(UI: Blocks → +, or `prefect block ls` to see the names there), then run this "
+                "again."
+            ) from None
+        automation = load_automation(str(document.id), path)
         for existing in await client.read_automations_by_name(automation.name):
             await client.delete_automation(existing.id)
         return str(await client.create_automation(automation))

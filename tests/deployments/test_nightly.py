@@ -9,6 +9,7 @@ Prefect API and the local Novita server's counters.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -23,7 +24,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.client.schemas.sorting import ArtifactSort
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from inpaint_flows.deploy import create_failure_automation
 from tests.deployments.nightly_story import NIGHTLY, RERUN_FAILED, NightlyStory
 from tests.deployments.prefect_server import POOL, REPO, PrefectServer
 from tests.flows.rerun_scenarios import NAMES, check_guarantees
@@ -172,3 +175,35 @@ def test_a_deployment_run_without_a_key_fails_at_once_and_says_why(
     assert run["state"]["type"] == "FAILED"
     assert "No API key" in (run["state"]["message"] or ""), run["state"]
     assert not (tmp_path / "out" / "report.csv").exists()  # nothing ran, nothing was paid
+
+
+def failure_automations(server: PrefectServer) -> list[dict[str, Any]]:
+    body = {"automations": {"name": {"any_": ["inpaint-run-failed"]}}}
+    found: list[dict[str, Any]] = server.api("POST", "/automations/filter", body)
+    return found
+
+
+def test_failure_automation_notifies_through_the_named_block(
+    nightly: NightlyStory, prefect_server: PrefectServer
+) -> None:
+    block = prefect_server.api(
+        "GET", "/block_types/slug/custom-webhook/block_documents/name/inpaint-alerts"
+    )
+    (automation,) = failure_automations(prefect_server)
+    (action,) = automation["actions"]
+    assert action["type"] == "send-notification"
+    assert action["block_document_id"] == block["id"]
+
+
+async def test_a_mistyped_block_names_the_block_and_keeps_the_automation(
+    nightly: NightlyStory, prefect_server: PrefectServer
+) -> None:
+    before = failure_automations(prefect_server)
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_server.api_url}),
+        pytest.raises(
+            ValueError, match=re.escape("No 'custom-webhook' block named 'inpaint-alert'")
+        ),
+    ):
+        await create_failure_automation("custom-webhook/inpaint-alert")
+    assert failure_automations(prefect_server) == before  # nothing deleted on the way

@@ -23,6 +23,7 @@ from inpaint_flows.deploy import (
     RERUN_FAILED,
     ServeOptions,
     apply_options,
+    create_failure_automation,
     load_automation,
     load_specs,
     runner_deployments,
@@ -131,3 +132,11 @@ def test_failure_automation_is_a_valid_automation_on_failed_inpaint_runs() -> No
     assert "prefect.tag.inpaint" in str(trigger["match_related"])
     (action,) = automation.actions
     assert str(getattr(action, "block_document_id", "")) == block_id
+
+
+@pytest.mark.parametrize("block", ["inpaint-alerts", "/inpaint-alerts", "slack-webhook/a/b"])
+async def test_failure_automation_wants_a_type_and_a_name(block: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"give it as TYPE/NAME, e\.g\. slack-webhook/inpaint-alerts"
+    ):
+        await create_failure_automation(block)  # refused before any server is asked

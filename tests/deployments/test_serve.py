@@ -30,6 +30,13 @@ from tests.flows.rerun_scenarios import copy_examples, read_report
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
+STOP_TIMEOUT_S = 60.0
+# A background job of a non-interactive shell inherits SIGINT as ignored, and so does all it
+# starts: a CI job launched that way once made the Ctrl-C below a no-op (serve was killed after
+# the timeout and stayed unpaused). Serve starts that way here, so the test does not depend on
+# how pytest itself was launched, and Ctrl-C must work even then.
+SIGINT_IGNORED = ("/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh")
+
 
 def wait_for(what: str, check: Any, timeout: float = 90.0) -> Any:
     deadline = time.monotonic() + timeout
@@ -55,6 +62,7 @@ def test_serve_runs_the_nightly_deployment_without_a_work_pool(
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
         [
+            *SIGINT_IGNORED,
             *(INPAINT_FLOWS, "serve", "--source", str(src), "--out", str(out)),
             *("--cron", "15 3 * * *", "--timezone", "UTC", "--api-key-secret", ""),
         ],
@@ -64,6 +72,7 @@ def test_serve_runs_the_nightly_deployment_without_a_work_pool(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    stopped_by_ctrl_c = False
     try:
         dep = wait_for("the served deployment", lambda: _nightly(own_server))
         assert dep["work_pool_name"] is None  # nothing but this process will run it
@@ -90,13 +99,18 @@ def test_serve_runs_the_nightly_deployment_without_a_work_pool(
     finally:
         os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C: serve pauses its deployments and exits
         try:
-            serve.wait(timeout=30)
+            serve.wait(timeout=STOP_TIMEOUT_S)
+            stopped_by_ctrl_c = True
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
         log.close()
+    served = (tmp_path / "serve.log").read_text()[-3000:]
+    assert stopped_by_ctrl_c, f"serve still ran {STOP_TIMEOUT_S:.0f} s after SIGINT:\n{served}"
+    assert serve.returncode == 0, served
+    # serve pauses before it exits, so the server already has it.
     stopped = _nightly(own_server)
-    assert stopped is not None and stopped["paused"] is True, "stopping serve pauses the nightly"
+    assert stopped is not None and stopped["paused"] is True, f"not paused by Ctrl-C:\n{served}"
 
 
 def test_deploy_all_from_a_fresh_copy_points_workers_at_that_copy(
