@@ -54,7 +54,7 @@ from typing import Any, Self, cast
 import httpx
 from pydantic import SecretStr
 
-from inpaint_flows.contract import REPORTED_TASK_STATUSES, TaskStatus
+from inpaint_flows.contract import MODEL_NOT_FOUND, REPORTED_TASK_STATUSES, TaskStatus
 from inpaint_flows.errors import (
     AuthError,
     ConfigError,
@@ -459,12 +459,13 @@ class NovitaClient:
                         "command: nothing is paid twice.",
                     )
                     raise error
-                if kind is _Kind.SUBMIT and self.limiter is not None:
-                    # The account's window is full: the whole run slows down, and this submit
-                    # waits for its next slot (in `acquire` above, or Retry-After here).
-                    wait = self.limiter.rate_limited(retry_after)
+                limiter = self.limiter if kind is _Kind.SUBMIT else None
+                # The account's window is full: the whole run slows down, and this submit waits
+                # for its next slot (in `acquire` above, or Retry-After here).
+                wait = limiter.rate_limited(retry_after) if limiter is not None else None
+                if limiter is not None and wait is not None:
                     waited_429_s += wait
-                    logger.info("%s: 429; the run now paces at %s/min", what, self.limiter.rate)
+                    logger.info("%s: 429; the run now paces at %s/min", what, limiter.rate)
                     if retry_after is not None:
                         await _sleep(min(wait, self.retry.max_delay))
                     continue
@@ -605,6 +606,11 @@ def _status_error(
         400: "The request was refused as invalid; fix it before running again (not retried).",
         404: "Nothing answers at this path; check the base URL.",
     }.get(status, "Not retried.")
+    if reason == MODEL_NOT_FOUND:
+        hint = (
+            "A model name in the request is not known to the API: use a name GET /v3/model "
+            "lists (`inpaint-flows check` shows which are unknown); not retried."
+        )
     return NovitaAPIError(f"{text}. {hint}", status_code=status, reason=reason), None
 
 

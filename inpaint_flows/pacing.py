@@ -18,7 +18,7 @@ it: `rate_limited` lowers the pace multiplicatively (x`DECREASE`) and holds ever
 one slot of the new pace; each accepted submit then raises the pace a little
 (`RECOVER` of the configured limit) until it is back at the configured limit. Two runs sharing
 one account's limit thus settle near half of it each instead of failing jobs. A run with no
-limit of its own starts pacing at its recent rate on its first 429.
+limit of its own has nothing to slow down to: its requests back off one by one.
 
 One limiter belongs to one run and its event loop: reservations are plain code with no await
 inside, so they need no lock.
@@ -39,6 +39,7 @@ Clock = Callable[[], float]
 DECREASE = 0.7
 RECOVER = 0.05
 MIN_RATE = 1.0
+FLOOR_SHARE = 0.1  # never below this share of the configured limit
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -79,6 +80,7 @@ class RateLimiter:
         # The pace in force: the configured limit, lowered after 429s and recovering.
         self.rate: float | None = images_per_minute
         self.rate_limited_count = 0
+        self._calm_until = -math.inf  # no second decrease before this (see `rate_limited`)
         self._clock = clock
         self._sleep = sleep
         self._recent: deque[float] = deque()  # send times of the last 60 s (for a first 429)
@@ -155,41 +157,41 @@ class RateLimiter:
         this limiter should send before then.
         """
         interval = self.interval
-        if not seconds > 0:
+        if interval is None or not seconds > 0:
             return
-        if interval is None:
-            interval = 0.0
         earliest = self._clock() + seconds
         # `reserve` lets a slot start up to (burst - 1) intervals before the arrival time.
         self._tat = max(self._tat, earliest + (self.burst - 1) * interval)
         self._last_start = max(self._last_start, earliest)
 
-    def rate_limited(self, retry_after: float | None) -> float:
+    def rate_limited(self, retry_after: float | None) -> float | None:
         """A submit met a 429: slow the run down; returns how long that submit should wait.
 
-        With `Retry-After`, everyone waits that long. Without it (Novita sends none), the pace
-        drops to `DECREASE` of what it was (or of the recent rate, for a run with no limit of
-        its own) and everyone waits one slot of the new pace.
+        With `Retry-After`, everyone waits that long. Without it (Novita sends none), a paced
+        run drops to `DECREASE` of its pace (at most once per slot of the new pace: the 429s of
+        submits already sent at the old pace say nothing new) and everyone waits one slot of
+        the new pace. A run with no limit of its own has no window to back off to: it returns
+        None and the request backs off on its own.
         """
         self.rate_limited_count += 1
         if retry_after is not None:
             self.penalize(retry_after)
             return retry_after
+        if self.rate is None or self.images_per_minute is None:
+            return None
         now = self._clock()
-        current = self.rate
-        if current is None:
-            self._remember(now, 0)
-            current = max(float(len(self._recent)), MIN_RATE)
-        self.rate = max(MIN_RATE, current * DECREASE)
+        if now >= self._calm_until:
+            floor = max(MIN_RATE, FLOOR_SHARE * self.images_per_minute)
+            self.rate = max(floor, self.rate * DECREASE)
+            self._tat = now  # the old schedule was too fast: the new pace starts from now
         wait = 60.0 / (self.rate * self.safety)
-        self._tat = now  # the old schedule was too fast: start the new pace from now
+        self._calm_until = now + wait
         self.penalize(wait)
         return wait
 
     def accepted(self) -> None:
         """A submit was accepted: recover part of the way back to the configured limit."""
-        if self.rate is None or self.rate == self.images_per_minute:
-            return
         ceiling = self.images_per_minute
-        step = RECOVER * (ceiling if ceiling is not None else self.rate)
-        self.rate = self.rate + step if ceiling is None else min(ceiling, self.rate + step)
+        if self.rate is None or ceiling is None or self.rate >= ceiling:
+            return
+        self.rate = min(ceiling, self.rate + RECOVER * ceiling)

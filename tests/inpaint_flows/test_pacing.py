@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inpaint_flows.pacing import DECREASE, MIN_RATE, RECOVER, RateLimiter
+from inpaint_flows.pacing import DECREASE, FLOOR_SHARE, MIN_RATE, RECOVER, RateLimiter
 
 
 class FakeTime:
@@ -218,18 +218,27 @@ def test_a_429_with_retry_after_waits_that_long_without_slowing_down(fake: FakeT
     assert limiter.reserve() == pytest.approx(7.0)
 
 
-def test_an_unpaced_run_starts_pacing_at_its_recent_rate_on_its_first_429(fake: FakeTime) -> None:
+def test_an_unpaced_run_has_no_window_to_back_off_to(fake: FakeTime) -> None:
     limiter = RateLimiter(None, clock=fake.clock, sleep=fake.sleep)
-    for _ in range(20):
-        assert limiter.reserve() == 0.0
+    assert limiter.rate_limited(None) is None  # the request backs off on its own
+    assert limiter.reserve() == 0.0
+    assert limiter.rate_limited(3.0) == 3.0  # the request itself waits out a Retry-After
+
+
+def test_429s_of_submits_already_out_slow_the_pace_only_once(fake: FakeTime) -> None:
+    limiter = RateLimiter(60, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(5):  # five answers to submits sent at the old pace, at once
+        limiter.rate_limited(None)
+    assert limiter.rate == pytest.approx(60 * DECREASE)
+    fake.now += 10.0  # a slot of the new pace later, a new 429 is news
     limiter.rate_limited(None)
-    assert limiter.rate == pytest.approx(20 * DECREASE)
-    assert limiter.reserve() > 0
+    assert limiter.rate == pytest.approx(60 * DECREASE * DECREASE)
 
 
 def test_the_pace_never_drops_below_the_floor(fake: FakeTime) -> None:
-    limiter = RateLimiter(2, clock=fake.clock, sleep=fake.sleep)
+    limiter = RateLimiter(100, clock=fake.clock, sleep=fake.sleep)
     for _ in range(20):
         limiter.rate_limited(None)
-    assert limiter.rate == MIN_RATE
+        fake.now += 120.0
+    assert limiter.rate == max(MIN_RATE, FLOOR_SHARE * 100)
     assert limiter.rate_limited_count == 20

@@ -1,5 +1,5 @@
 """Where the API key comes from. The real Secret block path runs under the lead's Prefect harness;
-here `Secret.load` is replaced, so no Prefect server is needed."""
+here `Secret.aload` is replaced, so no Prefect server is needed."""
 
 from __future__ import annotations
 
@@ -20,55 +20,57 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOVITA_API_KEY", raising=False)
 
 
-def fake_load(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> list[tuple[str, Any]]:
-    calls: list[tuple[str, Any]] = []
+def fake_load(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> list[str]:
+    calls: list[str] = []
 
-    def load(name: str, **kwargs: Any) -> Any:
-        calls.append((name, kwargs.get("_sync")))
+    async def aload(name: str, **kwargs: Any) -> Any:
+        calls.append(name)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    monkeypatch.setattr(Secret, "load", load)
+    monkeypatch.setattr(Secret, "aload", aload)
     return calls
 
 
-def test_no_block_and_no_env_means_no_key() -> None:
-    assert resolve_api_key() is None
-    assert resolve_api_key(None) is None
+async def test_no_block_and_no_env_means_no_key() -> None:
+    assert await resolve_api_key() is None
+    assert await resolve_api_key(None) is None
 
 
-def test_env_var_is_read_at_call_time_and_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_env_var_is_read_at_call_time_and_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOVITA_API_KEY", f"  {FAKE_KEY}\n")
-    assert resolve_api_key() == FAKE_KEY
+    assert await resolve_api_key() == FAKE_KEY
 
 
-def test_blank_env_var_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_blank_env_var_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOVITA_API_KEY", "  ")
-    assert resolve_api_key() is None
+    assert await resolve_api_key() is None
 
 
-def test_empty_block_name_falls_back_to_env(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_empty_block_name_falls_back_to_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOVITA_API_KEY", FAKE_KEY)
-    assert resolve_api_key("") == FAKE_KEY
+    assert await resolve_api_key("") == FAKE_KEY
 
 
-def test_block_wins_over_env_and_is_loaded_synchronously(
+async def test_block_wins_over_env_and_is_loaded_without_blocking(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NOVITA_API_KEY", "from-env")
     calls = fake_load(monkeypatch, Secret(value=f"{FAKE_KEY}\n"))
-    assert resolve_api_key("novita-key") == FAKE_KEY
-    assert calls == [("novita-key", True)]
+    assert await resolve_api_key("novita-key") == FAKE_KEY
+    assert calls == ["novita-key"]  # the async API: the event loop is never blocked
 
 
-def test_missing_block_says_which_and_how_to_create_it(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_missing_block_says_which_and_how_to_create_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     fake_load(
         monkeypatch,
         ValueError("Unable to find block document named novita-key for block type secret"),
     )
     with pytest.raises(ConfigError) as caught:
-        resolve_api_key("novita-key")
+        await resolve_api_key("novita-key")
     message = str(caught.value)
     assert "'novita-key'" in message
     assert "Secret(value=" in message and ".save('novita-key')" in message
@@ -76,7 +78,7 @@ def test_missing_block_says_which_and_how_to_create_it(monkeypatch: pytest.Monke
     assert caught.value.__cause__ is None
 
 
-def test_invalid_block_content_is_not_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_invalid_block_content_is_not_quoted(monkeypatch: pytest.MonkeyPatch) -> None:
     class Strict(BaseModel):
         value: int
 
@@ -85,19 +87,19 @@ def test_invalid_block_content_is_not_quoted(monkeypatch: pytest.MonkeyPatch) ->
     assert FAKE_KEY in str(validation.value)  # this is what must not reach the message
     fake_load(monkeypatch, validation.value)
     with pytest.raises(ConfigError) as caught:
-        resolve_api_key("novita-key")
+        await resolve_api_key("novita-key")
     assert FAKE_KEY not in str(caught.value)
     assert caught.value.__context__ is None or caught.value.__suppress_context__
 
 
-def test_block_holding_a_non_string_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_block_holding_a_non_string_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_load(monkeypatch, Secret(value={"key": FAKE_KEY}))
     with pytest.raises(ConfigError, match="non-empty string") as caught:
-        resolve_api_key("novita-key")
+        await resolve_api_key("novita-key")
     assert FAKE_KEY not in str(caught.value)
 
 
-def test_other_load_failures_propagate(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_other_load_failures_propagate(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_load(monkeypatch, ValueError("something else"))
     with pytest.raises(ValueError, match="something else"):
-        resolve_api_key("novita-key")
+        await resolve_api_key("novita-key")
