@@ -13,7 +13,7 @@ orchestration is compared with. Its poll rule, by `first_poll` in the config:
 - "eta" (the issue's plain loop): poll at once, then wait the server's `eta` clamped to
   [0.25, 10] s, 0.5 s when there is none;
 - "learned": the pipeline's own rule, so both make the same requests at the same moments and
-  the ratio is orchestration alone: the first poll waits for `inpaint_flows.polling.FirstPoll`
+  the ratio is orchestration alone: every poll waits as `inpaint_flows.polling.PollPlanner` says
   (learnt from the server's reported durations), later polls follow `eta` as above.
 """
 
@@ -33,7 +33,8 @@ import httpx
 
 from inpaint_flows.client import server_duration_s
 from inpaint_flows.models import InpaintParams
-from inpaint_flows.polling import FirstPoll
+from inpaint_flows.pipeline import Tuning
+from inpaint_flows.polling import PollPlanner
 
 SUBMIT_PATH = "/v3/async/inpainting"
 TASK_RESULT_PATH = "/v3/async/task-result"
@@ -47,7 +48,7 @@ def peak_rss_mb() -> float:
 
 
 def _poll_wait(eta: Any) -> float:
-    """The pipeline's rule (`pipeline._poll_wait` with the default RunSettings)."""
+    """The plain loop's rule: twice the shortest interval without an eta, else the eta."""
     if not isinstance(eta, int | float) or eta <= 0:
         return MIN_POLL_S * 2
     return max(MIN_POLL_S, min(MAX_POLL_S, float(eta)))
@@ -66,7 +67,12 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
     defaults = InpaintParams.model_validate(config.get("defaults") or {})
     concurrency = int(config["concurrency"])
     gate = asyncio.Semaphore(concurrency)
-    learned = FirstPoll(MAX_POLL_S) if config.get("first_poll") == "learned" else None
+    tuning = Tuning()
+    learned = (
+        PollPlanner(tuning.min_poll_interval_s, tuning.max_poll_interval_s)
+        if config.get("first_poll") == "learned"
+        else None
+    )
     polls = 0
     job_seconds: list[float] = []
 
@@ -90,20 +96,33 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
             task_id = response.json()["task_id"]
             submitted = time.monotonic()  # as the flow's report counts latency_s
             if learned is not None:
-                await asyncio.sleep(learned.wait_s(0.0))
+                await asyncio.sleep(learned.first_wait_s(0.0))
+            mine = 0
             while True:
                 response = await client.get(TASK_RESULT_PATH, params={"task_id": task_id})
                 polls += 1
+                mine += 1
                 response.raise_for_status()
                 data = response.json()
                 status = data["task"]["status"]
+                elapsed = time.monotonic() - submitted
                 if status == "TASK_STATUS_SUCCEED":
-                    if learned is not None:
-                        learned.observe(server_duration_s(data["extra"]["debug_info"]))
+                    if learned is not None:  # the flow's rule: the server's time, else ours
+                        server = server_duration_s(data["extra"]["debug_info"])
+                        if server is not None:
+                            learned.observe(server)
+                        else:
+                            learned.observe(elapsed, at_first_poll=mine == 1)
                     break
                 if status == "TASK_STATUS_FAILED":
                     raise RuntimeError(f"task {task_id} failed: {data['task'].get('reason')}")
-                await asyncio.sleep(_poll_wait(data["task"].get("eta")))
+                eta = data["task"].get("eta")
+                wait = (
+                    learned.next_wait_s(elapsed, eta if isinstance(eta, int | float) else None)
+                    if learned is not None
+                    else _poll_wait(eta)
+                )
+                await asyncio.sleep(wait)
             for number, item in enumerate(data["images"]):
                 image_response = await client.get(item["image_url"])
                 image_response.raise_for_status()

@@ -254,7 +254,7 @@ def bench_overhead(bench: Bench) -> None:
 
     The issue's reference polls at once and then after `eta`. The local server reports `eta`
     in whole seconds, rounded up, so at 1 s such a loop reads eta 2 and fetches each job after
-    ~2 s; the flow polls a new task first when the run's tasks usually finish (`FirstPoll`,
+    ~2 s; the flow polls a new task first when the run's tasks usually finish (`PollPlanner`,
     from the server's reported durations) and fetches it after ~1 s. That is a real gain of the
     flow, not orchestration: so a second reference uses the flow's own poll rule, making the
     same requests at the same moments, and flow ÷ that loop is orchestration alone. At 0.9 s
