@@ -384,8 +384,9 @@ class JobRunner:
         # Seconds since the submit was answered, by the wall clock the ledger records; None for
         # a task of an earlier run that recorded no time (polled at once).
         submitted = _parse(entry.submitted_at) if entry.submitted_at else None
+        scout = self.planner.enlist()
         if submitted is not None:  # polled first when tasks like it are usually done
-            wait = self.planner.first_wait_s(time.time() - submitted)
+            wait = self.planner.first_wait_s(time.time() - submitted, scout=scout)
             await asyncio.sleep(min(wait, self.poll_timeout_s))
         try:
             while True:
@@ -417,7 +418,7 @@ class JobRunner:
                         f"{self.poll_timeout_s:.0f} s (last status {result.status}). "
                         "Rerun the batch: it polls the same task again, no new submit."
                     )
-                wait = self.planner.next_wait_s(elapsed or 0.0, result.eta)
+                wait = self.planner.next_wait_s(elapsed or 0.0, result.eta, scout=scout)
                 await asyncio.sleep(min(wait, remaining))
         except TaskNotFoundError as exc:
             entry = entry.evolve(polls=entry.polls + polls)

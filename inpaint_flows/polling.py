@@ -11,16 +11,18 @@ expected finish, so the bound is tight.
 The schedule of one task, with `E` the median of recent observed durations:
 
 - first poll at `FIRST * E` (a little before most tasks finish, so the estimate can also move
-  down when tasks get faster: a task found done at its first poll pulls `E` down);
+  down when tasks get faster: a task found done at its first poll pulls `E` down); a task
+  polled before anything was learnt waits for `FIRST * E` too once `E` is known;
 - then every `NEAR * E` until `AFTER * E`, so a task that ends around `E` is fetched within
   `NEAR * E` of its end;
 - later (a slow task), a gap of `TAIL` times the time it has run so far, so the delay after a
   task's real end stays under ~10 % of its duration however long it runs;
 - every gap at least `min_interval_s` and at most `max_interval_s`.
 
-Before any task of the run has finished, the tail rule alone applies from the start (polls at
-0.5, 1, 1.5, 2, 2.5, 3.1, 3.9 s, ... for a 6 s task: 9 polls for the first tasks only). When the
-API does give a positive `eta`, the next poll waits for it (clamped), as before; when it reports
+Before any task of the run has finished, its first `SCOUTS` tasks poll on a coarser tail rule
+(0.5, 1, 1.5, 2.0, 2.7, 3.7, 5.0, 6.7 s for a 6 s task: 8 polls) and every other task doubles its
+wait from 2 s (2, 4, 8 s: 3 polls), since what the scouts learn serves it. When the API does
+give a positive `eta`, the next poll waits for it (clamped), as before; when it reports
 its own timings, they are learnt as well (they are exact).
 
 Measured in tests/benchmarks/bench_pipeline.py (`--only polling`): see README, Performance.
@@ -34,14 +36,19 @@ from collections import deque
 # Observed durations the estimate is made from: the last WINDOW finished tasks.
 WINDOW = 9
 # First poll at this fraction of the estimate; then every NEAR of it until AFTER of it.
-FIRST = 0.9
-NEAR = 0.08
+FIRST = 0.95
+NEAR = 0.06
 AFTER = 1.3
+# A task found done at its first poll counts as having taken this share of the time observed.
+EARLY = 0.8
 # Beyond the estimate (or before there is one): wait this fraction of the time run so far.
 TAIL = 0.1
-# Before the first observation: a coarser tail (there is nothing to aim at yet).
-UNKNOWN_TAIL = 0.25
+# Before the first observation: a few scouts poll on a coarser tail (there is nothing to aim at
+# yet); every other task doubles its wait from SCOUTED_FIRST_S, since it learns from the scouts.
+SCOUTS = 3
+UNKNOWN_TAIL = 0.35
 UNKNOWN_MIN_S = 0.5
+SCOUTED_FIRST_S = 2.0
 
 
 class PollPlanner:
@@ -52,6 +59,7 @@ class PollPlanner:
         self.max_interval_s = max_interval_s
         self._durations: deque[float] = deque(maxlen=WINDOW)
         self._estimate: float | None = None
+        self._scouts = 0
 
     @property
     def estimate_s(self) -> float | None:
@@ -63,32 +71,46 @@ class PollPlanner:
         server's own clock).
 
         `at_first_poll`: it was already done when first polled, so it may have ended well
-        before; it is counted as having taken `FIRST` of that, so the estimate keeps moving down
+        before; it is counted as having taken `EARLY` of that, so the estimate keeps moving down
         until first polls find tasks running again.
         """
         if not seconds >= 0:
             return
         if at_first_poll:
-            seconds *= FIRST
+            seconds *= EARLY
         self._durations.append(seconds)
         self._estimate = statistics.median(self._durations)
 
-    def first_wait_s(self, since_submit_s: float) -> float:
+    def enlist(self) -> bool:
+        """Whether a new task scouts: polls closely because nothing is known yet."""
+        if self._estimate is not None or self._scouts >= SCOUTS:
+            return False
+        self._scouts += 1
+        return True
+
+    def first_wait_s(self, since_submit_s: float, *, scout: bool = True) -> float:
         """Seconds to wait before the first poll of a task submitted `since_submit_s` ago."""
         if self._estimate is None:
-            return max(0.0, UNKNOWN_MIN_S - since_submit_s)
+            first = UNKNOWN_MIN_S if scout else SCOUTED_FIRST_S
+            return max(0.0, first - since_submit_s)
         # Not capped by `max_interval_s`: polling a 60 s task every 10 s until it is nearly done
         # learns nothing (the API says nothing while it runs).
         return max(0.0, FIRST * self._estimate - since_submit_s)
 
-    def next_wait_s(self, elapsed_s: float, eta: float | None = None) -> float:
+    def next_wait_s(
+        self, elapsed_s: float, eta: float | None = None, *, scout: bool = True
+    ) -> float:
         """Seconds to wait after a poll that found the task `elapsed_s` after its submit still
         running; `eta` is the API's own estimate, used when it says something (> 0)."""
         if eta is not None and eta > 0:
             return self._clamp(float(eta))
         estimate = self._estimate
         if estimate is None:
+            if not scout:
+                return self._clamp(max(SCOUTED_FIRST_S, elapsed_s))
             return self._clamp(max(UNKNOWN_MIN_S, UNKNOWN_TAIL * elapsed_s))
+        if elapsed_s < FIRST * estimate:  # learnt since this task's last poll: aim at its end
+            return self._clamp(max(NEAR * estimate, FIRST * estimate - elapsed_s))
         if elapsed_s < AFTER * estimate:
             return self._clamp(NEAR * estimate)
         return self._clamp(TAIL * elapsed_s)

@@ -95,8 +95,9 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
             response.raise_for_status()
             task_id = response.json()["task_id"]
             submitted = time.monotonic()  # as the flow's report counts latency_s
+            scout = learned.enlist() if learned is not None else True
             if learned is not None:
-                await asyncio.sleep(learned.first_wait_s(0.0))
+                await asyncio.sleep(learned.first_wait_s(0.0, scout=scout))
             mine = 0
             while True:
                 response = await client.get(TASK_RESULT_PATH, params={"task_id": task_id})
@@ -118,7 +119,9 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
                     raise RuntimeError(f"task {task_id} failed: {data['task'].get('reason')}")
                 eta = data["task"].get("eta")
                 wait = (
-                    learned.next_wait_s(elapsed, eta if isinstance(eta, int | float) else None)
+                    learned.next_wait_s(
+                        elapsed, eta if isinstance(eta, int | float) else None, scout=scout
+                    )
                     if learned is not None
                     else _poll_wait(eta)
                 )

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from inpaint_flows.polling import AFTER, FIRST, NEAR, TAIL, WINDOW, PollPlanner
+from inpaint_flows.polling import (
+    AFTER,
+    FIRST,
+    NEAR,
+    SCOUTED_FIRST_S,
+    SCOUTS,
+    TAIL,
+    UNKNOWN_TAIL,
+    WINDOW,
+    PollPlanner,
+)
 
 MIN_S, MAX_S = 0.25, 10.0
 
@@ -24,11 +34,18 @@ def simulate(p: PollPlanner, duration: float) -> tuple[int, float]:
     return polls, t - duration
 
 
-def test_before_anything_is_known_polls_soon_then_backs_off() -> None:
+def test_before_anything_is_known_a_few_scouts_poll_closely_the_rest_back_off() -> None:
     p = planner()
-    assert p.first_wait_s(0.0) == 0.5
-    assert p.next_wait_s(1.0, eta=0) == 0.5
-    assert p.next_wait_s(8.0, eta=0) == pytest.approx(2.0)  # a quarter of the time so far
+    assert [p.enlist() for _ in range(SCOUTS + 2)] == [True] * SCOUTS + [False, False]
+    assert p.first_wait_s(0.0, scout=False) == SCOUTED_FIRST_S
+    assert p.next_wait_s(4.0, eta=0, scout=False) == 4.0  # doubling: 2, 4, 8 s
+    p.observe(6.0)
+    assert not p.enlist()  # something is known: nobody needs to scout any more
+    assert p.next_wait_s(4.0, eta=0, scout=False) == pytest.approx(FIRST * 6.0 - 4.0)
+    fresh = planner()
+    assert fresh.first_wait_s(0.0) == 0.5
+    assert fresh.next_wait_s(1.0, eta=0) == 0.5
+    assert fresh.next_wait_s(8.0, eta=0) == pytest.approx(UNKNOWN_TAIL * 8.0)  # a share of it
 
 
 def test_a_positive_eta_is_followed() -> None:
