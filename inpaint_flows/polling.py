@@ -20,8 +20,8 @@ The schedule of one task, with `E` the median of recent observed durations:
 - every gap at least `min_interval_s` and at most `max_interval_s`.
 
 Before any task of the run has finished, its first `SCOUTS` tasks poll on a coarser tail rule
-(0.5, 1, 1.5, 2.0, 2.7, 3.7, 5.0, 6.7 s for a 6 s task: 8 polls) and every other task doubles its
-wait from 2 s (2, 4, 8 s: 3 polls), since what the scouts learn serves it. When the API does
+(0.5, 1, 1.5, 2.0, 2.7, 3.7, 5.0, 6.7 s for a 6 s task: 8 polls) and every other task polls at
+2, 3, 4.5, 6.75 s (4 polls), since what the scouts learn serves it. When the API does
 give a positive `eta`, the next poll waits for it (clamped), as before; when it reports
 its own timings, they are learnt as well (they are exact).
 
@@ -44,11 +44,12 @@ EARLY = 0.8
 # Beyond the estimate (or before there is one): wait this fraction of the time run so far.
 TAIL = 0.1
 # Before the first observation: a few scouts poll on a coarser tail (there is nothing to aim at
-# yet); every other task doubles its wait from SCOUTED_FIRST_S, since it learns from the scouts.
+# yet); every other task backs off from SCOUTED_FIRST_S, since it learns from the scouts.
 SCOUTS = 3
 UNKNOWN_TAIL = 0.35
 UNKNOWN_MIN_S = 0.5
 SCOUTED_FIRST_S = 2.0
+SCOUTED_GROWTH = 0.5  # each wait half the time run so far: 2, 3, 4.5, 6.75 s
 
 
 class PollPlanner:
@@ -107,7 +108,7 @@ class PollPlanner:
         estimate = self._estimate
         if estimate is None:
             if not scout:
-                return self._clamp(max(SCOUTED_FIRST_S, elapsed_s))
+                return self._clamp(max(UNKNOWN_MIN_S, SCOUTED_GROWTH * elapsed_s))
             return self._clamp(max(UNKNOWN_MIN_S, UNKNOWN_TAIL * elapsed_s))
         if elapsed_s < FIRST * estimate:  # learnt since this task's last poll: aim at its end
             return self._clamp(max(NEAR * estimate, FIRST * estimate - elapsed_s))

@@ -38,7 +38,7 @@ def test_before_anything_is_known_a_few_scouts_poll_closely_the_rest_back_off() 
     p = planner()
     assert [p.enlist() for _ in range(SCOUTS + 2)] == [True] * SCOUTS + [False, False]
     assert p.first_wait_s(0.0, scout=False) == SCOUTED_FIRST_S
-    assert p.next_wait_s(4.0, eta=0, scout=False) == 4.0  # doubling: 2, 4, 8 s
+    assert p.next_wait_s(3.0, eta=0, scout=False) == 1.5  # backing off: 2, 3, 4.5, 6.75 s
     p.observe(6.0)
     assert not p.enlist()  # something is known: nobody needs to scout any more
     assert p.next_wait_s(4.0, eta=0, scout=False) == pytest.approx(FIRST * 6.0 - 4.0)
