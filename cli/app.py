@@ -217,7 +217,7 @@ def serve(
     cron: str | None = typer.Option(None, help='Cron schedule, e.g. "0 2 * * *".'),
     timezone: str | None = typer.Option(None, help="IANA timezone of the cron, e.g. UTC."),
     api_key_secret: str | None = typer.Option(
-        None, help="Secret block name for the key ('' = NOVITA_API_KEY or the local server)."
+        None, help="Secret block name for the key ('' = read NOVITA_API_KEY instead)."
     ),
 ) -> None:
     """Serve deployments/prefect.yaml's deployments from this process (no work pool needed)."""
