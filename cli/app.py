@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.options import RUN_ONLY, settings_from_options, with_settings_options
 from inpaint_flows import progress
+from inpaint_flows.client import DEFAULT_BASE_URL
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.secrets import ENV_VAR
 from inpaint_flows.settings import LOCAL_BASE_URL, BatchSettings
@@ -54,7 +55,7 @@ def _local_or_given(options: Mapping[str, Any]) -> dict[str, Any]:
     elif base_url == LOCAL_BASE_URL:
         console.print("Using the bundled local server (--base-url local).")
     else:
-        console.print("Using Novita's API (https://api.novita.ai) with your key.")
+        console.print(f"Using Novita's API ({DEFAULT_BASE_URL}) with your key.")
     if base_url == LOCAL_BASE_URL and options.get("images_per_minute") is None:
         fixed["images_per_minute"] = None
     return fixed

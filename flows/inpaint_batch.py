@@ -37,11 +37,9 @@ T = TypeVar("T")
 
 
 def _batch_run_name() -> str:
-    settings = flow_run.parameters.get("settings") or {}
-    if isinstance(settings, BatchSettings):
-        return f"inpaint {settings.name}"
-    name = settings.get("batch_name") or str(settings.get("source", "batch")).rstrip("/")
-    return f"inpaint {name.rsplit('/', 1)[-1]}"
+    """`inpaint <batch name>`, the name `BatchSettings.name` gives (parameters may be a dict)."""
+    settings = BatchSettings.model_validate(flow_run.parameters.get("settings"))
+    return f"inpaint {settings.name}"
 
 
 def _unwalked(value: T) -> T:

@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from inpaint_flows.client import DEFAULT_BASE_URL as NOVITA_BASE_URL
 from inpaint_flows.errors import ConfigError
 from inpaint_flows.secrets import ENV_VAR, resolve_api_key
-
-NOVITA_BASE_URL = "https://api.novita.ai"
 
 
 @dataclass(frozen=True)
