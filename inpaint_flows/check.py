@@ -9,14 +9,19 @@ will be paid and how long they take at the pacing limit.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from inpaint_flows.batch import open_run
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.contract import MODEL_NOT_FOUND
+from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.errors import NovitaAPIError, TransportError
+from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams, Job
+from inpaint_flows.pipeline import outputs_for, prepare_many
 from inpaint_flows.settings import BatchSettings
 
 # name kind -> the `filter.types` value that lists it
@@ -157,13 +162,6 @@ def _duration(seconds: float) -> str:
 
 async def run_check(settings: BatchSettings) -> CheckReport:
     """Check `settings`' batch: inputs, names and key against the API, the ledger, the bill."""
-    import asyncio
-
-    from inpaint_flows.batch import open_run
-    from inpaint_flows.endpoint import resolve_endpoint
-    from inpaint_flows.jobs import discover_jobs
-    from inpaint_flows.pipeline import outputs_for, prepare_many
-
     jobs = await asyncio.to_thread(
         discover_jobs, settings.source, settings.defaults, settings.mask, masks=settings.masks
     )

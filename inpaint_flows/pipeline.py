@@ -384,7 +384,7 @@ class JobRunner:
         # Seconds since the submit was answered, by the wall clock the ledger records; None for
         # a task of an earlier run that recorded no time (polled at once).
         submitted = _parse(entry.submitted_at) if entry.submitted_at else None
-        scout = self.planner.enlist()
+        scout = self.planner.enlist() if learn else False  # a refresh is no scout
         if submitted is not None:  # polled first when tasks like it are usually done
             wait = self.planner.first_wait_s(time.time() - submitted, scout=scout)
             await asyncio.sleep(min(wait, self.poll_timeout_s))
