@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from inpaint_flows.client import DEFAULT_BASE_URL
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.secrets import ENV_VAR
 from inpaint_flows.settings import LOCAL_BASE_URL, BatchSettings
+
+if TYPE_CHECKING:
+    from inpaint_flows.deployments import ServeOptions
 
 app = typer.Typer(
     help="Batch image inpainting through Novita AI's async API, orchestrated with Prefect.",
@@ -209,31 +212,68 @@ def rerun_failed_cmd(
     raise typer.Exit(0 if ok else 1)
 
 
+# The overrides `serve` and `prefect-yaml` share (`inpaint_flows.deployments.ServeOptions`).
+_SOURCE = typer.Option(None, help="Folder or manifest for the nightly batch (default: nightly's).")
+_OUT = typer.Option(None, help="Output folder (default: nightly's).")
+_CRON = typer.Option(None, help='Cron schedule, e.g. "0 2 * * *".')
+_TIMEZONE = typer.Option(None, help="IANA timezone of the cron, e.g. UTC.")
+_KEY_SECRET = typer.Option(
+    None, help="Secret block name for the key ('' = read NOVITA_API_KEY instead)."
+)
+
+
+def _overrides(
+    source: Path | None,
+    out: Path | None,
+    cron: str | None,
+    timezone: str | None,
+    secret: str | None,
+) -> ServeOptions:
+    from inpaint_flows.deployments import ServeOptions
+
+    return ServeOptions(
+        source=str(source) if source else None,
+        out=str(out) if out else None,
+        cron=cron,
+        timezone=timezone,
+        api_key_secret=secret,
+    )
+
+
 @app.command()
 def serve(
-    source: Path | None = typer.Option(
-        None, help="Folder or manifest for the nightly batch [default: prefect.yaml's]."
-    ),
-    out: Path | None = typer.Option(None, help="Output folder [default: prefect.yaml's]."),
-    cron: str | None = typer.Option(None, help='Cron schedule, e.g. "0 2 * * *".'),
-    timezone: str | None = typer.Option(None, help="IANA timezone of the cron, e.g. UTC."),
-    api_key_secret: str | None = typer.Option(
-        None, help="Secret block name for the key ('' = read NOVITA_API_KEY instead)."
-    ),
+    source: Path | None = _SOURCE,
+    out: Path | None = _OUT,
+    cron: str | None = _CRON,
+    timezone: str | None = _TIMEZONE,
+    api_key_secret: str | None = _KEY_SECRET,
 ) -> None:
-    """Serve deployments/prefect.yaml's deployments from this process (no work pool needed)."""
-    from inpaint_flows.deploy import ServeOptions
+    """Serve the project's deployments from this process (no work pool needed).
+
+    Paths given here are taken from the current directory.
+    """
     from inpaint_flows.deploy import serve as serve_deployments
 
-    serve_deployments(
-        ServeOptions(
-            source=str(source) if source else None,
-            out=str(out) if out else None,
-            cron=cron,
-            timezone=timezone,
-            api_key_secret=api_key_secret,
-        )
-    )
+    serve_deployments(_overrides(source, out, cron, timezone, api_key_secret))
+
+
+@app.command("prefect-yaml")
+def prefect_yaml(
+    source: Path | None = _SOURCE,
+    out: Path | None = _OUT,
+    cron: str | None = _CRON,
+    timezone: str | None = _TIMEZONE,
+    api_key_secret: str | None = _KEY_SECRET,
+) -> None:
+    """Print deployments/prefect.yaml for `prefect deploy`, rendered from the deployments'
+    one definition (inpaint_flows/deployments.py), with these overrides.
+
+    Paths given here stay relative: a worker runs every flow from the repository root.
+    """
+    from inpaint_flows.deployments import deployments, render_prefect_yaml, with_options
+
+    options = _overrides(source, out, cron, timezone, api_key_secret)
+    typer.echo(render_prefect_yaml(with_options(deployments(), options)), nl=False)
 
 
 @app.command()
@@ -241,7 +281,7 @@ def paint(
     folder: Path = typer.Argument(
         ..., help="Folder of images: images/ (+ masks/), or images side by side."
     ),
-    port: int = typer.Option(0, help="Port on 127.0.0.1 [default: a free one]."),
+    port: int = typer.Option(0, help="Port on 127.0.0.1 (default: a free one)."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
 ) -> None:
     """Paint masks in the browser: a local page (127.0.0.1 only) that saves masks/<name>.png."""

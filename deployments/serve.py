@@ -1,6 +1,9 @@
-"""Serve the deployments of prefect.yaml from this process: schedules run, no work pool needed.
+"""Serve the project's deployments from this process: schedules run, no work pool needed.
 
-    python deployments/serve.py                  # the YAML's folder, cron and timezone
+The deployments are defined once, in `inpaint_flows/deployments.py` (prefect.yaml is rendered
+from the same definitions).
+
+    python deployments/serve.py                  # the definitions' folder, cron and timezone
     inpaint-flows serve --source DIR --cron "30 1 * * *" --timezone UTC   # the same, with overrides
 
 Keep it running (a terminal, tmux, a systemd unit); Ctrl-C stops it and pauses its deployments
@@ -13,7 +16,8 @@ names.
 
 from __future__ import annotations
 
-from inpaint_flows.deploy import ServeOptions, serve
+from inpaint_flows.deploy import serve
+from inpaint_flows.deployments import ServeOptions
 
 if __name__ == "__main__":
     serve(ServeOptions())

@@ -1,203 +1,34 @@
-"""Run the deployments of `deployments/prefect.yaml` without a work pool, and its automation.
+"""Serve the project's deployments without a work pool, and create its failure automation.
 
-`deployments/prefect.yaml` is the one definition of each deployment (name, entrypoint,
-parameters, schedule, tags). `prefect deploy --all` sends it to a server for a work pool's
-workers; `inpaint-flows serve` (this module) builds the same deployments from the same file and
-serves them from the current process, so the two ways of scheduling cannot drift apart.
-
-Paths among a deployment's parameters are relative to the repository root in the YAML (a
-worker's pull step runs every flow there); here they are made absolute against that root, and
-options given on the command line against the caller's directory.
+The deployments are defined once (`inpaint_flows.deployments`); `serve` builds Prefect
+deployments from those definitions and runs their flow runs from the current process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from inpaint_flows.deployments import (
+    REPO_ROOT,
+    ServeOptions,
+    deployments,
+    runner_deployments,
+    served,
+)
 
 if TYPE_CHECKING:
-    from prefect.deployments.runner import RunnerDeployment
     from prefect.events.schemas.automations import AutomationCore
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PREFECT_FILE = REPO_ROOT / "deployments" / "prefect.yaml"
 AUTOMATION_FILE = REPO_ROOT / "deployments" / "automation-failed-run.yaml"
 
-NIGHTLY = "nightly"
-RERUN_FAILED = "rerun-failed"
-PATH_PARAMETERS = ("source", "out", "mask", "state_dir", "report")
-SETTINGS = "settings"  # the batch flow's one parameter (`BatchSettings`)
 
-
-@dataclass(frozen=True)
-class ScheduleSpec:
-    cron: str
-    timezone: str | None = None
-    slug: str | None = None
-    active: bool = True
-
-
-@dataclass(frozen=True)
-class DeploymentSpec:
-    """One entry of `deployments:` in prefect.yaml, as far as this project uses it."""
-
-    name: str
-    entrypoint: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    schedules: tuple[ScheduleSpec, ...] = ()
-    tags: tuple[str, ...] = ()
-    description: str | None = None
-    concurrency_limit: int | None = None
-    work_pool: str | None = None
-
-    @property
-    def module_path(self) -> str:
-        """`flows/inpaint_batch.py:inpaint_batch` → `flows.inpaint_batch.inpaint_batch`."""
-        path, func = self.entrypoint.split(":")
-        return f"{path.removesuffix('.py').replace('/', '.')}.{func}"
-
-
-def load_specs(prefect_file: str | Path = PREFECT_FILE) -> list[DeploymentSpec]:
-    """The deployments of a prefect.yaml (YAML anchors resolved, templates left alone)."""
-    import yaml
-
-    data = yaml.safe_load(Path(prefect_file).read_text(encoding="utf-8"))
-    specs = []
-    for entry in data.get("deployments") or []:
-        schedules = tuple(
-            ScheduleSpec(
-                cron=s["cron"],
-                timezone=s.get("timezone"),
-                slug=s.get("slug"),
-                active=s.get("active", True),
-            )
-            for s in entry.get("schedules") or []
-            if "cron" in s
-        )
-        limit = entry.get("concurrency_limit")
-        if isinstance(limit, dict):
-            limit = limit.get("limit")
-        specs.append(
-            DeploymentSpec(
-                name=entry["name"],
-                entrypoint=entry["entrypoint"],
-                parameters=dict(entry.get("parameters") or {}),
-                schedules=schedules,
-                tags=tuple(entry.get("tags") or ()),
-                description=entry.get("description"),
-                concurrency_limit=limit,
-                work_pool=(entry.get("work_pool") or {}).get("name"),
-            )
-        )
-    return specs
-
-
-def _absolute(parameters: Mapping[str, Any], root: Path) -> dict[str, Any]:
-    """Paths among `parameters` (and among its batch settings) made absolute against `root`."""
-    out = dict(parameters)
-    if isinstance(out.get(SETTINGS), Mapping):
-        out[SETTINGS] = _absolute(out[SETTINGS], root)
-    for key in PATH_PARAMETERS:
-        value = out.get(key)
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            out[key] = str(root / value)
-    return out
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Overrides for the nightly batch when serving; None keeps the YAML's value."""
-
-    source: str | None = None
-    out: str | None = None
-    cron: str | None = None
-    timezone: str | None = None
-    api_key_secret: str | None = None  # "" means: no Secret block (env key or local server)
-
-
-def apply_options(
-    specs: Sequence[DeploymentSpec], options: ServeOptions, cwd: Path | None = None
-) -> list[DeploymentSpec]:
-    """Make paths absolute and apply the command line's overrides to the nightly batch.
-
-    A new output folder moves the rerun-failed deployment's default report with it.
-    """
-    here = cwd or Path.cwd()
-    cli = _absolute(
-        {k: v for k, v in (("source", options.source), ("out", options.out)) if v}, here
-    )
-    result = []
-    for spec in specs:
-        params = _absolute(spec.parameters, REPO_ROOT)
-        schedules = spec.schedules
-        if spec.name == NIGHTLY:
-            batch = dict(params.get(SETTINGS) or {})
-            batch.update(cli)
-            if options.api_key_secret is not None:
-                batch["api_key_secret"] = options.api_key_secret or None
-            params[SETTINGS] = batch
-            if options.cron or options.timezone:
-                base = schedules[0] if schedules else ScheduleSpec(cron="0 2 * * *")
-                schedules = (
-                    ScheduleSpec(
-                        cron=options.cron or base.cron,
-                        timezone=options.timezone or base.timezone,
-                        slug=base.slug,
-                        active=True,
-                    ),
-                )
-        elif spec.name == RERUN_FAILED and "out" in cli:
-            params["report"] = str(Path(cli["out"]) / "report.csv")
-        result.append(
-            DeploymentSpec(
-                name=spec.name,
-                entrypoint=spec.entrypoint,
-                parameters=params,
-                schedules=schedules,
-                tags=spec.tags,
-                description=spec.description,
-                concurrency_limit=spec.concurrency_limit,
-                work_pool=None,
-            )
-        )
-    return result
-
-
-def runner_deployments(specs: Sequence[DeploymentSpec]) -> list[RunnerDeployment]:
-    """Prefect deployments served from this process (module entrypoints: any cwd works)."""
-    from prefect.schedules import Cron
-    from prefect.types.entrypoint import EntrypointType
-    from prefect.utilities.importtools import import_object
-
-    deployments = []
-    for spec in specs:
-        flow = import_object(spec.module_path)
-        deployments.append(
-            flow.to_deployment(
-                name=spec.name,
-                parameters=spec.parameters,
-                schedules=[
-                    Cron(s.cron, timezone=s.timezone, slug=s.slug, active=s.active)
-                    for s in spec.schedules
-                ],
-                tags=list(spec.tags),
-                description=spec.description,
-                concurrency_limit=spec.concurrency_limit,
-                entrypoint_type=EntrypointType.MODULE_PATH,
-            )
-        )
-    return deployments
-
-
-def serve(options: ServeOptions, prefect_file: str | Path = PREFECT_FILE) -> None:
-    """Serve every deployment of `prefect_file` until Ctrl-C, which pauses the deployments."""
+def serve(options: ServeOptions) -> None:
+    """Serve every deployment until Ctrl-C, which pauses the deployments."""
     from prefect import serve as prefect_serve
 
     _heed_sigint()
-    specs = apply_options(load_specs(prefect_file), options)
-    prefect_serve(*runner_deployments(specs))
+    prefect_serve(*runner_deployments(served(deployments(), options)))
 
 
 def _heed_sigint() -> None:

@@ -8,7 +8,8 @@ derived from it:
 - `batch.json`, saved whole beside the report and read back whole by rerun-failed, so a rerun
   keeps every setting of the original batch (timeouts, name, chunk size, request defaults);
 - the command line's options (`cli.options`), generated from the fields: names, help, ranges;
-- the deployments' parameters (`deployments/`), validated against this model by a test.
+- the deployments' parameters (`inpaint_flows.deployments`), validated against this model by a
+  test.
 
 A new setting is one field here (with `Cli(...)` metadata when its option should have another
 name than the field's). No field holds a secret: the key is named by its Secret block, or read

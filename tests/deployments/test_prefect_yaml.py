@@ -1,8 +1,9 @@
-"""deployments/prefect.yaml cannot drift from the code: no server needed.
+"""The deployments cannot drift from the code: no server needed.
 
-Every entrypoint is imported for real (no placeholder flow) and its parameters validated against
-the flow's signature; schedules parse; secrets are named, never given; `inpaint-flows serve`
-builds the same deployments from the same file; the example automation is a valid automation.
+deployments/prefect.yaml is what the one definition (`inpaint_flows.deployments`) renders; every
+entrypoint is imported for real (no placeholder flow) and its parameters validated against the
+flow's signature; schedules parse; secrets are named, never given; `inpaint-flows serve` builds
+the same deployments from the same definitions; the example automation is a valid automation.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ import pytest
 import yaml
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.flows import Flow, load_flow_from_entrypoint
+from typer.testing import CliRunner
 
-from inpaint_flows.deploy import (
-    AUTOMATION_FILE,
+from cli.app import app
+from inpaint_flows.deploy import AUTOMATION_FILE, create_failure_automation, load_automation
+from inpaint_flows.deployments import (
     PREFECT_FILE,
     RERUN_FAILED,
     ServeOptions,
-    apply_options,
-    create_failure_automation,
-    load_automation,
-    load_specs,
+    deployments,
+    render_prefect_yaml,
     runner_deployments,
+    served,
+    with_options,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +51,28 @@ def test_entrypoint_loads_and_accepts_its_parameters(deployment: dict[str, Any])
     )
 
     flow.validate_parameters(deployment.get("parameters") or {})
+
+
+def test_prefect_yaml_is_what_the_definitions_render() -> None:
+    """Edit `inpaint_flows/deployments.py`, then `inpaint-flows prefect-yaml > deployments/
+    prefect.yaml`: a hand edit of one side only fails here."""
+    assert PREFECT_FILE.read_text(encoding="utf-8") == render_prefect_yaml(deployments())
+
+
+def test_prefect_yaml_command_renders_the_definitions_with_overrides() -> None:
+    result = CliRunner().invoke(
+        app, ["prefect-yaml", "--source", "photos", "--out", "out/photos", "--timezone", "UTC"]
+    )
+    assert result.exit_code == 0, result.output
+    rendered = {d["name"]: d for d in yaml.safe_load(result.output)["deployments"]}
+    settings = rendered["nightly"]["parameters"]["settings"]
+    assert (settings["source"], settings["out"]) == ("photos", "out/photos")  # kept relative
+    (schedule,) = rendered["nightly"]["schedules"]
+    assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "UTC")
+    assert rendered[RERUN_FAILED]["parameters"]["report"] == "out/photos/report.csv"
+    assert result.output == render_prefect_yaml(
+        with_options(deployments(), ServeOptions(source="photos", out="out/photos", timezone="UTC"))
+    )
 
 
 def test_at_least_a_nightly_batch_and_a_rerun_failed_deployment() -> None:
@@ -89,15 +114,15 @@ def test_secrets_are_named_never_given() -> None:
 
 
 def test_serve_builds_the_same_deployments_with_overrides(tmp_path: Path) -> None:
-    specs = apply_options(
-        load_specs(),
+    specs = served(
+        deployments(),
         ServeOptions(source="photos", out="night-out", cron="30 1 * * *", timezone="UTC"),
         cwd=tmp_path,
     )
-    deployments = {d.name: d for d in runner_deployments(specs)}
+    built = {d.name: d for d in runner_deployments(specs)}
 
-    assert sorted(deployments) == sorted(d["name"] for d in DEPLOYMENTS)
-    nightly = deployments["nightly"]
+    assert sorted(built) == sorted(d["name"] for d in DEPLOYMENTS)
+    nightly = built["nightly"]
     assert nightly.parameters["settings"]["source"] == str(tmp_path / "photos")
     assert nightly.parameters["settings"]["out"] == str(tmp_path / "night-out")
     assert nightly.parameters["settings"]["api_key_secret"] == "novita-api-key"
@@ -106,17 +131,17 @@ def test_serve_builds_the_same_deployments_with_overrides(tmp_path: Path) -> Non
     assert isinstance(schedule.schedule, CronSchedule)
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 1 * * *", "UTC")
     assert nightly.concurrency_limit == 1
-    rerun = deployments[RERUN_FAILED]
+    rerun = built[RERUN_FAILED]
     assert rerun.parameters["report"] == str(tmp_path / "night-out" / "report.csv")
     for spec in specs:  # module entrypoints: a served run works from any directory
         path, func = spec.entrypoint.split(":")
         flow: Flow[..., Any] = load_flow_from_entrypoint(f"{REPO / path}:{func}")
         flow.validate_parameters(spec.parameters)
-        assert deployments[spec.name].entrypoint == spec.module_path
+        assert built[spec.name].entrypoint == spec.module_path
 
 
-def test_serve_keeps_the_yaml_paths_relative_to_the_repository() -> None:
-    (nightly, _) = apply_options(load_specs(), ServeOptions(api_key_secret=""))
+def test_serve_takes_the_definitions_paths_from_the_repository() -> None:
+    (nightly, _) = served(deployments(), ServeOptions(api_key_secret=""))
     assert nightly.parameters["settings"]["source"] == str(REPO / "examples")
     assert (
         nightly.parameters["settings"]["api_key_secret"] is None
