@@ -95,6 +95,14 @@ def _help(info: FieldInfo, default: object, meta: Cli | None, is_json: bool) -> 
     return f"{text} [default: {shown}]" if shown not in (None, "") else text
 
 
+def _option_names(owner: str | None, name: str) -> tuple[str, ...]:
+    """The option names of field `name` of the settings (`owner` None) or a nested model."""
+    if owner is not None:
+        return _NESTED[owner][1].get(name, (f"--{name.replace('_', '-')}",))
+    meta = _cli_meta(BatchSettings.model_fields[name])
+    return meta.names if meta else (f"--{name.replace('_', '-')}",)
+
+
 def _options(
     only: frozenset[str] | None = None, nested: tuple[str, ...] = tuple(_NESTED)
 ) -> list[_Option]:
@@ -112,13 +120,11 @@ def _options(
             if annotation is None:
                 continue
             kind, is_json = _scalar(annotation)
+            names = _option_names(owner, name)
             if owner is not None:
-                _, option_names, json_fields = _NESTED[owner]
-                names = option_names.get(name, (f"--{name.replace('_', '-')}",))
                 default = getattr(defaults, name)
-                is_json = name in json_fields
+                is_json = name in _NESTED[owner][2]
             else:
-                names = meta.names if meta else (f"--{name.replace('_', '-')}",)
                 default = info.get_default(call_default_factory=True)
             if kind is bool:
                 flag = names[0].removeprefix("--")
@@ -154,12 +160,15 @@ def settings_from_options(source: str, values: Mapping[str, Any], **fixed: Any) 
             settings[option.field] = value
         else:
             nested[option.nested][option.field] = value
-    try:
-        for name, fields in nested.items():
+    for name, fields in nested.items():
+        try:
             settings[name] = _NESTED[name][0].model_validate(fields)
+        except ValidationError as exc:
+            raise typer.BadParameter(_describe(exc, name)) from None
+    try:
         return BatchSettings.model_validate(settings)
     except ValidationError as exc:
-        raise typer.BadParameter(_describe(exc)) from None
+        raise typer.BadParameter(_describe(exc, None)) from None
 
 
 def _json(field: str, value: str) -> Any:
@@ -169,13 +178,19 @@ def _json(field: str, value: str) -> Any:
         raise typer.BadParameter(f"--{field} is not valid JSON ({exc}).") from None
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, owner: str | None) -> str:
+    """Each error named by the option the user typed (`--mask-grow`, not `grow`)."""
     parts = []
     for error in exc.errors():
-        where = "--" + "-".join(str(p) for p in error["loc"] if isinstance(p, str)).replace(
-            "_", "-"
+        loc = [str(p) for p in error["loc"]]
+        known = loc and (
+            loc[0] in _NESTED[owner][0].model_fields
+            if owner
+            else loc[0] in BatchSettings.model_fields
         )
-        parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+        where = _option_names(owner, loc[0])[0] if known else "--" + "-".join(loc)
+        detail = "".join(f"[{p}]" for p in loc[1:])  # e.g. loras[0][strength]
+        parts.append(f"{where}{detail}: {error['msg']} (got {error.get('input')!r})")
     return "; ".join(parts)
 
 

@@ -79,7 +79,6 @@ class RateLimiter:
         self.safety = safety
         # The pace in force: the configured limit, lowered after 429s and recovering.
         self.rate: float | None = images_per_minute
-        self.rate_limited_count = 0
         self._calm_until = -math.inf  # no second decrease before this (see `rate_limited`)
         self._clock = clock
         self._sleep = sleep
@@ -173,7 +172,6 @@ class RateLimiter:
         the new pace. A run with no limit of its own has no window to back off to: it returns
         None and the request backs off on its own.
         """
-        self.rate_limited_count += 1
         if retry_after is not None:
             self.penalize(retry_after)
             return retry_after

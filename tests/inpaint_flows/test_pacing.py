@@ -241,4 +241,3 @@ def test_the_pace_never_drops_below_the_floor(fake: FakeTime) -> None:
         limiter.rate_limited(None)
         fake.now += 120.0
     assert limiter.rate == max(MIN_RATE, FLOOR_SHARE * 100)
-    assert limiter.rate_limited_count == 20
