@@ -299,6 +299,61 @@ def paint(
         raise typer.BadParameter(str(exc), param_hint="'--port'") from exc
 
 
+limits = typer.Typer(
+    help="The account's images-per-minute limit, shared by every run against this Prefect "
+    "server (PREFECT_API_URL).",
+    no_args_is_help=True,
+)
+app.add_typer(limits, name="limits")
+_LIMIT_NAME = typer.Option(
+    None, "--name", help="The limit's name (default: one per API host, from --base-url)."
+)
+_LIMIT_BASE_URL = typer.Option(DEFAULT_BASE_URL, help="The API whose account this is.")
+
+
+@limits.command("set")
+def limits_set(
+    ipm: int = typer.Option(..., "--ipm", min=1, help="The account's images per minute."),
+    name: str | None = _LIMIT_NAME,
+    base_url: str = _LIMIT_BASE_URL,
+) -> None:
+    """Record the account's limit: every run then paces to limit / runs sharing it."""
+    from inpaint_flows.account import limit_name, set_limit
+    from inpaint_flows.errors import ConfigError
+
+    limit = limit_name(base_url, name)
+    try:
+        asyncio.run(set_limit(limit, ipm))
+    except ConfigError as exc:
+        console.print(str(exc))
+        raise typer.Exit(2) from None
+    console.print(f"Account limit {limit}: {ipm} images/min, shared by every run using it.")
+
+
+@limits.command("show")
+def limits_show(name: str | None = _LIMIT_NAME, base_url: str = _LIMIT_BASE_URL) -> None:
+    """Print the account's limit and how many runs share it now."""
+    from inpaint_flows.account import limit_name, prefect_server_configured, read_limit
+
+    limit = limit_name(base_url, name)
+    recorded = asyncio.run(read_limit(limit)) if prefect_server_configured() else None
+    if recorded is None:
+        console.print(f"No account limit {limit}: runs pace to their own --ipm.")
+        raise typer.Exit(1)
+    ipm, runs = recorded
+    console.print(f"Account limit {limit}: {ipm} images/min; {runs} run(s) sharing it now.")
+
+
+@limits.command("delete")
+def limits_delete(name: str | None = _LIMIT_NAME, base_url: str = _LIMIT_BASE_URL) -> None:
+    """Forget the account's limit: runs pace to their own --ipm again."""
+    from inpaint_flows.account import delete_limit, limit_name
+
+    limit = limit_name(base_url, name)
+    found = asyncio.run(delete_limit(limit))
+    console.print(f"Deleted account limit {limit}." if found else f"No account limit {limit}.")
+
+
 def _mount_local_api() -> None:
     """`local-api` when the `local` extra is installed; else a command that says how to get it."""
     try:

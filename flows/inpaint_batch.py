@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 
+from inpaint_flows.account import shared_pace
 from inpaint_flows.batch import BatchRun, open_run
 from inpaint_flows.check import with_name_problems
 from inpaint_flows.chunking import chunk_label, chunk_size_for, chunked, chunks_open_for
@@ -24,6 +25,7 @@ from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.finalize import BatchReport
 from inpaint_flows.ledger import exclusive_use
 from inpaint_flows.models import Job, JobOutcome
+from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.settings import BatchSettings
 from inpaint_flows.spec import failed_names, load_settings, save_settings
 from tasks.artifacts import LiveProgress, publish
@@ -88,16 +90,19 @@ async def inpaint_batch(
     # the settings, so a refused second run cannot overwrite the running one's batch.json.
     with exclusive_use(settings.ledger_dir):
         save_settings(settings)
+        limiter = RateLimiter(settings.images_per_minute)
         async with (
             resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
-            open_run(settings, endpoint) as run,
+            shared_pace(endpoint.base_url, limiter, name=settings.account_limit) as pace,
+            open_run(settings, endpoint, limiter=limiter) as run,
         ):
             logger.info(
-                "Batch %s: %d jobs in chunks of ≤%d, API %s",
+                "Batch %s: %d jobs in chunks of ≤%d, API %s; %s",
                 name,
                 len(jobs),
                 size,
                 endpoint.label,
+                pace.describe(),
             )
             if settings.check_names and jobs:
                 names = await check_model_names(_unwalked(jobs), _unwalked(run))

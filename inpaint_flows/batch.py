@@ -69,16 +69,24 @@ class BatchRun:
 
 @asynccontextmanager
 async def open_run(
-    settings: BatchSettings, endpoint: Endpoint, *, tuning: Tuning = Tuning()
+    settings: BatchSettings,
+    endpoint: Endpoint,
+    *,
+    limiter: RateLimiter | None = None,
+    tuning: Tuning = Tuning(),
 ) -> AsyncIterator[BatchRun]:
-    """The run's client (one kept-open connection per in-flight slot), ledger and helpers."""
+    """The run's client (one kept-open connection per in-flight slot), ledger and helpers.
+
+    `limiter` paces the run's submits (default: to `settings.images_per_minute`); the flow
+    passes one that follows the run's share of the account's limit (`account.shared_pace`).
+    """
     halt = BatchHalt()
     limit = settings.max_in_flight
     async with NovitaClient(
         endpoint.api_key,
         endpoint.base_url,
         timeout=settings.request_timeout_s,
-        limiter=RateLimiter(settings.images_per_minute),
+        limiter=limiter or RateLimiter(settings.images_per_minute),
         connections=max(1, limit),
         halt=halt,
     ) as client:

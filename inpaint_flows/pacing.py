@@ -187,6 +187,22 @@ class RateLimiter:
         self.penalize(wait)
         return wait
 
+    def set_limit(self, images_per_minute: float) -> None:
+        """Pace to a new limit from now on (the run's share of an account's limit changed).
+
+        A pace lowered by 429s stays lowered in proportion, and recovers towards the new limit.
+        """
+        if not (math.isfinite(images_per_minute) and images_per_minute > 0):
+            raise ValueError(f"images_per_minute must be positive, got {images_per_minute!r}")
+        old = self.images_per_minute
+        if old == images_per_minute:
+            return
+        if old is None or self.rate is None:
+            self.rate = images_per_minute
+        else:
+            self.rate = min(images_per_minute, self.rate * images_per_minute / old)
+        self.images_per_minute = images_per_minute
+
     def accepted(self) -> None:
         """A submit was accepted: recover part of the way back to the configured limit."""
         ceiling = self.images_per_minute

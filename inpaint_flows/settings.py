@@ -83,6 +83,12 @@ class BatchSettings(BaseModel):
         gt=0,
         description="Images per minute to pace submits to: the account's limit (None: no pacing).",
     )
+    account_limit: str | None = Field(
+        default=None,
+        description="Name of the account's images-per-minute limit on the Prefect server "
+        "(`inpaint-flows limits set`), shared by every run using it; when one is recorded it "
+        "replaces --ipm. Default: one per API host.",
+    )
     max_in_flight: int = Field(
         default=8, ge=1, le=1000, description="Jobs submitted and not yet downloaded, at most."
     )

@@ -241,3 +241,16 @@ def test_the_pace_never_drops_below_the_floor(fake: FakeTime) -> None:
         limiter.rate_limited(None)
         fake.now += 120.0
     assert limiter.rate == max(MIN_RATE, FLOOR_SHARE * 100)
+
+
+def test_a_new_share_of_the_account_keeps_a_429_slow_down_in_proportion(fake: FakeTime) -> None:
+    limiter = RateLimiter(60, clock=fake.clock, sleep=fake.sleep)
+    limiter.rate_limited(None)
+    assert limiter.rate == pytest.approx(60 * DECREASE)
+    limiter.set_limit(30)  # a second run joined: half the account's limit each
+    assert (limiter.images_per_minute, limiter.rate) == (30, pytest.approx(30 * DECREASE))
+    unpaced = RateLimiter(None, clock=fake.clock, sleep=fake.sleep)
+    unpaced.set_limit(12)
+    assert (unpaced.rate, unpaced.interval) == (12, pytest.approx(60 / (12 * 0.98)))
+    with pytest.raises(ValueError):
+        limiter.set_limit(0)
