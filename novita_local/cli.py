@@ -50,6 +50,12 @@ def local_api(
     ipm: Annotated[
         int | None, typer.Option(min=1, help="Images per minute (Novita: 10). Default: no limit.")
     ] = None,
+    ipm_window: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Seconds the ipm limit is counted over (shorter: ipm x window / 60)."
+        ),
+    ] = 60.0,
     latency: Annotated[
         str, typer.Option(help="Simulated seconds per task: 2.5, or a range 1-3.")
     ] = "0",
@@ -127,6 +133,7 @@ def local_api(
             api_key=api_key or None,
             auth_status=auth_status,
             ipm=ipm,
+            ipm_window_s=ipm_window,
             latency=parse_latency(latency),
             workers=workers,
             task_fail_rate=fail_rate,

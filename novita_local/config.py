@@ -47,6 +47,8 @@ class ServerConfig:
             key 403 INVALID_API_KEY, missing key 400 MISSING_API_KEY) or 401 (the general error
             guide: 401 for a missing or wrong key, with the same two reason tokens).
         ipm: Images per minute (sliding 60 s window, counting `image_num`); None = unlimited.
+        ipm_window_s: The sliding window `ipm` is counted over: 60 s as Novita; a shorter one
+            (for short tests) admits `ipm x window / 60` images per window.
             Novita's default for inpainting is 10.
         latency: Simulated processing time per task in seconds, fixed or a (min, max) range
             drawn per task. Added to the real compute time.
@@ -89,6 +91,7 @@ class ServerConfig:
     api_key: str | None = field(default=None, repr=False)
     auth_status: AuthStatus = 403
     ipm: int | None = None
+    ipm_window_s: float = 60.0
     latency: float | tuple[float, float] = 0.0
     workers: int = 2
     submit_429_rate: float = 0.0

@@ -19,7 +19,11 @@ WINDOW_SECONDS = 60.0
 
 
 class RateLimiter:
-    """Sliding-window counter of images; `ipm=None` means unlimited."""
+    """Sliding-window counter of images; `ipm=None` means unlimited.
+
+    A `window` shorter than 60 s (for short tests) admits `ipm x window / 60` images per window:
+    the same rate, with less room for bursts than Novita's minute.
+    """
 
     def __init__(
         self,
@@ -29,6 +33,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ipm = ipm
+        self.capacity = None if ipm is None else max(1, math.floor(ipm * window / WINDOW_SECONDS))
         self._window = window
         self._clock = clock
         self._spent: deque[tuple[float, int]] = deque()
@@ -41,21 +46,22 @@ class RateLimiter:
 
     def try_acquire(self, images: int) -> float | None:
         """Spend `images` now, or return the seconds to wait before this would succeed."""
-        if self.ipm is None:
+        capacity = self.capacity
+        if capacity is None:
             return None
         with self._lock:
             now = self._clock()
             self._evict(now)
             used = sum(n for _, n in self._spent)
-            if used + images <= self.ipm:
+            if used + images <= capacity:
                 self._spent.append((now, images))
                 return None
-            if images > self.ipm:
+            if images > capacity:
                 return self._window
             freed = 0
             for stamp, count in self._spent:
                 freed += count
-                if used - freed + images <= self.ipm:
+                if used - freed + images <= capacity:
                     return max(stamp + self._window - now, 0.0)
             return self._window  # unreachable: freeing everything always suffices
 

@@ -40,7 +40,7 @@ class ServerState:
         self.stats = Stats(self.faults.seed)
         self.store = TaskStore()
         self.signer = UrlSigner(config.signing_key) if config.signing_key else UrlSigner.random()
-        self.limiter = RateLimiter(config.ipm)
+        self.limiter = RateLimiter(config.ipm, window=config.ipm_window_s)
         self.balance = Balance(config.balance)
         self.compute = ComputeModel()
         self.webhooks = WebhookSender(self.stats)

@@ -34,6 +34,15 @@ def test_request_larger_than_the_limit_waits_a_full_window() -> None:
     assert RateLimiter(3, clock=FakeClock()).try_acquire(4) == 60.0
 
 
+def test_a_short_window_keeps_the_rate_with_less_room_for_bursts() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(60, window=5.0, clock=clock)  # 60/min = 5 images per 5 s
+    assert all(limiter.try_acquire(1) is None for _ in range(5))
+    assert limiter.try_acquire(1) == pytest.approx(5.0)
+    clock.now += 5.0
+    assert limiter.try_acquire(1) is None
+
+
 def test_no_limit() -> None:
     limiter = RateLimiter(None)
     assert all(limiter.try_acquire(8) is None for _ in range(100))
