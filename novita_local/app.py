@@ -7,6 +7,7 @@ Routes:
     GET  /_local/files/{id}/{n}.{ext} signed result files (a "bucket": no API key, XML errors)
     GET  /_local/stats               counters (not Novita; no auth)
     POST /_local/restart             drop every task, as a crash would (not Novita; no auth)
+    POST /_local/hold?held=true      keep queued tasks queued until held=false (not Novita)
 
 Every error a /v3 client can meet has the contract body `{"code","reason","message","metadata"}`:
 FastAPI's 422 handler, Starlette's 404/405 pages and uvicorn's plain-text 500 are all replaced.
@@ -241,6 +242,12 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     async def restart() -> dict[str, Any]:
         state.restart()
         return {"restarted": True}
+
+    @app.post("/_local/hold", include_in_schema=False)
+    async def hold(held: bool = True) -> dict[str, Any]:
+        """Keep queued tasks queued (`?held=false` lets them run again): runs stay in flight."""
+        state.pool.hold(held)
+        return {"held": held}
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -68,6 +68,7 @@ class WorkerPool:
         self._running: set[Task] = set()
         self._cond = threading.Condition(store.lock)
         self._stop = threading.Event()
+        self._held = False  # tasks stay queued while held (tests: keep runs in flight)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -91,6 +92,12 @@ class WorkerPool:
         with self._cond:
             self._queue.append(task)
             self._cond.notify()
+
+    def hold(self, held: bool) -> None:
+        """Stop starting queued tasks (True) or start them again (False)."""
+        with self._cond:
+            self._held = held
+            self._cond.notify_all()
 
     def clear(self) -> None:
         """Forget queued tasks (restart); running ones finish into the void."""
@@ -127,7 +134,7 @@ class WorkerPool:
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._cond:
-                while not self._queue and not self._stop.is_set():
+                while (not self._queue or self._held) and not self._stop.is_set():
                     self._cond.wait(0.5)
                 if self._stop.is_set():
                     return

@@ -130,6 +130,17 @@ def test_restart_loses_every_task(start_server: StartServer) -> None:
         assert server.stats()["restarts"] == 2
 
 
+def test_a_hold_keeps_tasks_queued_until_released(start_server: StartServer) -> None:
+    server = start_server(latency=0, workers=1)
+    with http(server) as client:
+        assert client.post("/_local/hold").json() == {"held": True}
+        task_id = submit(client)
+        for _ in range(20):  # unheld, a zero-latency task ends within milliseconds
+            assert poll(client, task_id)["task"]["status"] == "TASK_STATUS_QUEUED"
+        assert client.post("/_local/hold", params={"held": "false"}).json() == {"held": False}
+        assert wait_done(client, task_id)["task"]["status"] == "TASK_STATUS_SUCCEED"
+
+
 def test_same_seed_gives_the_same_bytes(client: httpx.Client) -> None:
     body = valid_body(seed=1234, image_num=2)
     first = _download(client, wait_done(client, submit(client, body)))
