@@ -13,9 +13,10 @@ twice what the account may. So the account's limit is recorded once on the Prefe
   the run lives; a run whose process dies stops renewing and its slot expires), so that limit's
   `active_slots` is the number of runs sharing the account now.
 - Each run paces locally (`pacing.RateLimiter`, exact) to `limit / active runs`, re-reading the
-  count every `refresh_s` seconds as runs come and go. Between a run's start and the others'
-  next re-read the account may see a little more than its limit: the 429 back-off
-  (`RateLimiter.rate_limited`) is the safety net there.
+  count every `refresh_s` seconds as runs come and go. A run that joins others waits one
+  refresh before its first submit, so they have slowed to their new share when it starts;
+  independent pacers can still put a little more than the limit into one window now and then:
+  the 429 back-off (`RateLimiter.rate_limited`) is the safety net there.
 
 Without a Prefect server (ephemeral mode: no `PREFECT_API_URL`), or with no limit recorded for
 the API, a run paces to its own `images_per_minute`, as before, and says so.
@@ -41,7 +42,7 @@ RUNS_SUFFIX = "-runs"
 # Room for any number of runs: the runs limit counts, it never makes a run wait.
 RUNS_CAPACITY = 10_000
 LEASE_S = 60.0  # a dead run's share returns to the others at most this long after it died
-REFRESH_S = 5.0  # how often a run re-reads how many runs share the account
+REFRESH_S = 2.0  # how often a run re-reads how many runs share the account (one GET)
 
 
 def limit_name(base_url: str, name: str | None = None) -> str:
@@ -173,6 +174,8 @@ async def shared_pace(
         raise_on_lease_renewal_failure=False,  # a blip of the server must not kill a batch
     ):
         await _refresh(pace, limiter)
+        if pace.runs > 1:  # the others still pace to their old share until their next re-read
+            limiter.penalize(refresh_s)
         task = asyncio.create_task(_keep_refreshing(pace, limiter, refresh_s))
         try:
             yield pace

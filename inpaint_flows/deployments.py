@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PREFECT_FILE = REPO_ROOT / "deployments" / "prefect.yaml"
 
 NIGHTLY = "nightly"
+ON_DEMAND = "on-demand"
 RERUN_FAILED = "rerun-failed"
 WORK_POOL = "inpaint-pool"
 SETTINGS = "settings"  # the batch flow's one parameter (`BatchSettings`)
@@ -93,6 +94,24 @@ def deployments() -> list[DeploymentSpec]:
                 ScheduleSpec(cron="0 2 * * *", timezone="Europe/Berlin", slug="nightly-0200"),
             ),
             concurrency_limit=1,
+        ),
+        DeploymentSpec(
+            name=ON_DEMAND,
+            entrypoint="flows/inpaint_batch.py:inpaint_batch",
+            description=(
+                "Inpaint a folder when asked (no schedule): `prefect deployment run "
+                "inpaint-batch/on-demand --params '{\"settings\": {...}}'`. Runs over different "
+                "folders may run at once, on any worker of the pool; with an account limit "
+                "recorded (`inpaint-flows limits set`) they share it."
+            ),
+            tags=("inpaint", ON_DEMAND),
+            parameters={
+                SETTINGS: {
+                    "source": "examples",
+                    "out": "out/on-demand",
+                    "api_key_secret": "novita-api-key",
+                }
+            },
         ),
         DeploymentSpec(
             name=RERUN_FAILED,
