@@ -299,6 +299,23 @@ def paint(
         raise typer.BadParameter(str(exc), param_hint="'--port'") from exc
 
 
+@app.command("crash-detection")
+def crash_detection(
+    within: float | None = typer.Option(
+        None, help="Seconds without a heartbeat before a run is marked Crashed (default: 90)."
+    ),
+) -> None:
+    """Create (or replace) the automation that marks a run Crashed when its heartbeats stop
+    (its worker or machine died), on the Prefect server of PREFECT_API_URL."""
+    from inpaint_flows.deploy import create_crash_detection
+
+    try:
+        automation = asyncio.run(create_crash_detection(within))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--within'") from None
+    console.print(f"Crash detection automation {automation}: runs without heartbeats are marked.")
+
+
 limits = typer.Typer(
     help="The account's images-per-minute limit, shared by every run against this Prefect "
     "server (PREFECT_API_URL).",

@@ -6,10 +6,14 @@ deployments from those definitions and runs their flow runs from the current pro
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inpaint_flows.deployments import (
+    HEARTBEAT_ENV,
+    HEARTBEAT_S,
     REPO_ROOT,
     ServeOptions,
     deployments,
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
     from prefect.events.schemas.automations import AutomationCore
 
 AUTOMATION_FILE = REPO_ROOT / "deployments" / "automation-failed-run.yaml"
+CRASH_AUTOMATION_FILE = REPO_ROOT / "deployments" / "automation-crashed-run.yaml"
 
 
 def serve(options: ServeOptions) -> None:
@@ -28,6 +33,9 @@ def serve(options: ServeOptions) -> None:
     from prefect import serve as prefect_serve
 
     _heed_sigint()
+    # The flow runs served from here are this process's children: they send heartbeats too.
+    for key, value in HEARTBEAT_ENV.items():
+        os.environ.setdefault(key, value)
     prefect_serve(*runner_deployments(served(deployments(), options)))
 
 
@@ -51,16 +59,48 @@ def _heed_sigint() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def load_automation(block_document_id: str, path: str | Path = AUTOMATION_FILE) -> AutomationCore:
-    """The example failure automation, pointed at one notification block."""
+def load_automation(
+    block_document_id: str | None = None, path: str | Path = AUTOMATION_FILE
+) -> AutomationCore:
+    """An automation of `deployments/`, its notification actions pointed at one block."""
     import yaml
     from prefect.events.schemas.automations import AutomationCore
 
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     for action in data.get("actions", []):
-        if "block_document_id" in action:
+        if "block_document_id" in action and block_document_id is not None:
             action["block_document_id"] = block_document_id
     return AutomationCore.model_validate(data)
+
+
+async def _replace(automation: AutomationCore) -> str:
+    """Create `automation`, replacing any of the same name; returns its id."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for existing in await client.read_automations_by_name(automation.name):
+            await client.delete_automation(existing.id)
+        return str(await client.create_automation(automation))
+
+
+async def create_crash_detection(
+    within_s: float | None = None, path: str | Path = CRASH_AUTOMATION_FILE
+) -> str:
+    """Create (or replace) the automation that marks a run Crashed when its heartbeats stop.
+
+    `within_s` overrides how long a run may go without a heartbeat (default: the file's, three
+    heartbeats); it must leave room for one late heartbeat.
+    """
+    automation = load_automation(path=path)
+    if within_s is not None:
+        if within_s < HEARTBEAT_S + 5:
+            raise ValueError(
+                f"--within {within_s:g}: runs send a heartbeat every {HEARTBEAT_S} s, so a "
+                f"live run would be marked Crashed; give at least {HEARTBEAT_S + 5} s."
+            )
+        trigger = automation.trigger.model_copy(update={"within": timedelta(seconds=within_s)})
+        automation = automation.model_copy(update={"trigger": trigger})
+    return await _replace(automation)
 
 
 async def create_failure_automation(block: str, path: str | Path = AUTOMATION_FILE) -> str:
@@ -90,7 +130,4 @@ async def create_failure_automation(block: str, path: str | Path = AUTOMATION_FI
                 "(UI: Blocks → +, or `prefect block ls` to see the names there), then run this "
                 "again."
             ) from None
-        automation = load_automation(str(document.id), path)
-        for existing in await client.read_automations_by_name(automation.name):
-            await client.delete_automation(existing.id)
-        return str(await client.create_automation(automation))
+    return await _replace(load_automation(str(document.id), path))

@@ -32,6 +32,10 @@ RERUN_FAILED = "rerun-failed"
 WORK_POOL = "inpaint-pool"
 SETTINGS = "settings"  # the batch flow's one parameter (`BatchSettings`)
 PATH_PARAMETERS = ("source", "out", "mask", "state_dir", "report")
+# Seconds between a run's heartbeats (the lowest Prefect allows); the crash-detection
+# automation (deployments/automation-crashed-run.yaml) marks a run whose heartbeats stop.
+HEARTBEAT_S = 30
+HEARTBEAT_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
 # Recorded in prefect.yaml for the reader; `prefect deploy` does not require a match.
 PREFECT_VERSION = "3.9.1"
 
@@ -293,6 +297,7 @@ def _yaml_entry(spec: DeploymentSpec) -> dict[str, Any]:
         entry["work_pool"] = {
             "name": spec.work_pool,
             "work_queue_name": "default",
-            "job_variables": {},
+            # Every run sends heartbeats, so a run whose machine died is marked Crashed.
+            "job_variables": {"env": dict(HEARTBEAT_ENV)},
         }
     return entry

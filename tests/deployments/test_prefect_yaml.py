@@ -20,7 +20,13 @@ from prefect.flows import Flow, load_flow_from_entrypoint
 from typer.testing import CliRunner
 
 from cli.app import app
-from inpaint_flows.deploy import AUTOMATION_FILE, create_failure_automation, load_automation
+from inpaint_flows.deploy import (
+    AUTOMATION_FILE,
+    CRASH_AUTOMATION_FILE,
+    create_crash_detection,
+    create_failure_automation,
+    load_automation,
+)
 from inpaint_flows.deployments import (
     PREFECT_FILE,
     RERUN_FAILED,
@@ -141,7 +147,7 @@ def test_serve_builds_the_same_deployments_with_overrides(tmp_path: Path) -> Non
 
 
 def test_serve_takes_the_definitions_paths_from_the_repository() -> None:
-    (nightly, _) = served(deployments(), ServeOptions(api_key_secret=""))
+    (nightly, *_) = served(deployments(), ServeOptions(api_key_secret=""))
     assert nightly.parameters["settings"]["source"] == str(REPO / "examples")
     assert (
         nightly.parameters["settings"]["api_key_secret"] is None
@@ -165,3 +171,27 @@ async def test_failure_automation_wants_a_type_and_a_name(block: str) -> None:
         ValueError, match=r"give it as TYPE/NAME, e\.g\. slack-webhook/inpaint-alerts"
     ):
         await create_failure_automation(block)  # refused before any server is asked
+
+
+def test_every_pool_deployment_sends_heartbeats_for_crash_detection() -> None:
+    for deployment in DEPLOYMENTS:
+        env = deployment["work_pool"]["job_variables"]["env"]
+        assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30", deployment["name"]
+
+
+def test_crash_detection_marks_inpaint_runs_whose_heartbeats_stop() -> None:
+    automation = load_automation(path=CRASH_AUTOMATION_FILE)
+    trigger = automation.trigger.model_dump()
+    assert trigger["posture"] == "Proactive"
+    assert trigger["after"] == {"prefect.flow-run.heartbeat"}
+    assert "prefect.flow-run.heartbeat" in trigger["expect"]
+    assert "prefect.tag.inpaint" in str(trigger["match_related"])
+    assert trigger["within"].total_seconds() == 90  # three heartbeats of 30 s
+    (action,) = automation.actions
+    assert action.type == "change-flow-run-state"
+    assert str(getattr(action, "state", "")).upper().endswith("CRASHED")
+
+
+async def test_crash_detection_refuses_a_wait_shorter_than_a_heartbeat() -> None:
+    with pytest.raises(ValueError, match="a live run would be marked Crashed"):
+        await create_crash_detection(20)  # refused before any server is asked

@@ -1,0 +1,106 @@
+"""A worker's machine dies mid-batch: the shipped automation marks the run Crashed when its
+heartbeats stop, and a rerun finishes the batch without paying again for submitted tasks."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psutil
+import pytest
+
+from novita_local.config import ServerConfig
+from novita_local.server import LocalServer
+from tests.benchmarks.bench_support import report_rows
+from tests.deployments.account_story import FINAL, ON_DEMAND, distinct_batch
+from tests.deployments.nightly_story import create_run
+from tests.deployments.prefect_server import INPAINT_FLOWS, POOL, PREFECT, REPO, PrefectServer
+from tests.flows.helpers import job_counts
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+T = TypeVar("T")
+JOBS = 3
+WITHIN_S = 40  # the shipped 90 s, shortened for the test (heartbeats every 30 s)
+
+
+def _until(what: str, check: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)  # polling a condition, not waiting a fixed time
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _state(server: PrefectServer, run_id: Any) -> dict[str, Any]:
+    state: dict[str, Any] = server.api("GET", f"/flow_runs/{run_id}")["state"] or {}
+    return state
+
+
+def _kill_machine(worker: subprocess.Popen[bytes]) -> None:
+    """What a dead machine does to a worker and the flow run it started: SIGKILL, no goodbye."""
+    family = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
+    for proc in family:
+        proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(family, timeout=30)
+
+
+def test_a_dead_worker_run_is_marked_crashed_and_a_rerun_pays_nothing_twice(
+    prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    prefect_server.deploy()
+    prefect_server.run(INPAINT_FLOWS, "crash-detection", "--within", str(WITHIN_S))
+    with LocalServer(ServerConfig(latency=0.2)) as api:
+        settings = {
+            "source": str(distinct_batch(tmp_path / "in", JOBS, salt=77)),
+            "out": str(tmp_path / "out"),
+            "batch_name": "crash-detection",
+            "base_url": api.base_url,
+            "api_key_secret": None,
+            "images_per_minute": None,
+            "defaults": {"steps": 1},
+        }
+        httpx.post(f"{api.base_url}/_local/hold", timeout=10).raise_for_status()
+        run_id = create_run(prefect_server, ON_DEMAND, {"settings": settings})
+        with (tmp_path / "worker.log").open("ab") as log:
+            worker = subprocess.Popen(
+                [PREFECT, "worker", "start", "--pool", POOL],
+                env=prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1"),
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _until(
+                "every task submitted (paid) and held in flight",
+                lambda: job_counts(api).total_submits == JOBS,
+                timeout=180,
+            )
+        finally:
+            _kill_machine(worker)
+        assert _state(prefect_server, run_id)["type"] == "RUNNING"  # nobody is left to end it
+
+        crashed = _until(
+            "the automation to mark the run Crashed",
+            lambda: (s := _state(prefect_server, run_id))["type"] == "CRASHED" and s,
+            timeout=WITHIN_S + 150,
+        )
+        assert "heartbeats stopped" in crashed["message"]
+
+        httpx.post(f"{api.base_url}/_local/hold", params={"held": "false"}, timeout=10)
+        rerun_id = create_run(prefect_server, ON_DEMAND, {"settings": settings})
+        prefect_server.worker_run_once()
+        assert _until(
+            "the rerun to end", lambda: _state(prefect_server, rerun_id)["type"] in FINAL, 60
+        )
+        assert _state(prefect_server, rerun_id)["type"] == "COMPLETED"
+        counts = job_counts(api)
+        assert counts.total_submits == JOBS  # the dead run's tasks were polled, not paid again
+        assert counts.submits_per_job == [1] * JOBS
+    assert [row["status"] for row in report_rows(tmp_path / "out")] == ["succeeded"] * JOBS
