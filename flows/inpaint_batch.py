@@ -21,12 +21,21 @@ from inpaint_flows.batch import BatchRun, open_run
 from inpaint_flows.check import with_name_problems
 from inpaint_flows.chunking import chunk_label, chunk_size_for, chunked, chunks_open_for
 from inpaint_flows.containment import crashed_chunk_outcomes
+from inpaint_flows.deployments import SHARD_DEPLOYMENT
 from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.finalize import BatchReport
 from inpaint_flows.ledger import exclusive_use
-from inpaint_flows.models import Job, JobOutcome
+from inpaint_flows.models import RERUN_STATUSES, Job, JobOutcome
 from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.settings import BatchSettings
+from inpaint_flows.shards import (
+    require_shard_deployment,
+    rows_of_shards,
+    rows_path,
+    save_rows,
+    shard_settings,
+    split,
+)
 from inpaint_flows.spec import failed_names, load_settings, save_settings
 from tasks.artifacts import LiveProgress, publish
 from tasks.check import check_model_names
@@ -57,6 +66,7 @@ async def inpaint_batch(
     settings: BatchSettings,
     only: list[str] | None = None,
     merge_report: bool = False,
+    rows_to: str | None = None,
 ) -> State:
     """Inpaint every image of `settings.source` (folder or manifest) into `settings.out`.
 
@@ -64,6 +74,8 @@ async def inpaint_batch(
         settings: everything the batch is asked to do (`inpaint_flows.settings.BatchSettings`).
         only: job names to run (the rest are left out of this run); used by rerun-failed.
         merge_report: merge this run's rows into the existing report instead of replacing it.
+        rows_to: set by a sharded batch's parent for its children (`inpaint_flows.shards`):
+            save this run's rows there; the parent writes the report.
 
     Returns Completed when every job succeeded (or was already done), Failed otherwise, after
     the report is written, so the dashboard shows the failure and offers Retry.
@@ -78,6 +90,8 @@ async def inpaint_batch(
     if only is not None:
         wanted = set(only)
         jobs = [job for job in jobs if job.name in wanted]
+    if settings.shards > 1 and rows_to is None:
+        return await _in_shards(settings, jobs, merge_report, started)
     size = chunk_size_for(
         len(jobs),
         settings.chunk_size,
@@ -89,7 +103,8 @@ async def inpaint_batch(
     # One run at a time per ledger (never two payers per job); only the run holding it saves
     # the settings, so a refused second run cannot overwrite the running one's batch.json.
     with exclusive_use(settings.ledger_dir):
-        save_settings(settings)
+        if rows_to is None:  # a shard's parent saved them
+            save_settings(settings)
         limiter = RateLimiter(settings.images_per_minute)
         async with (
             resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
@@ -136,6 +151,25 @@ async def inpaint_batch(
             outcomes += crashed_chunk_outcomes(chunk, result, api=api)
         else:
             outcomes += result
+    stopped = None if stop is None else f"Batch stopped ({stop.reason}): {stop.message}"
+    if rows_to is not None:  # a shard: its parent writes the report from every shard's rows
+        save_rows(outcomes, rows_to)
+        failed = sum(o.status in RERUN_STATUSES for o in outcomes)
+        message = f"{len(outcomes)} jobs, {failed} failed; rows for the parent run: {rows_to}"
+        return Failed(message=message) if failed else Completed(message=message)
+    return await _report(settings, outcomes, merge_report, api, stopped, started)
+
+
+async def _report(
+    settings: BatchSettings,
+    outcomes: list[JobOutcome],
+    merge_report: bool,
+    api: str | None,
+    stopped: str | None,
+    started: float,
+) -> State:
+    """Write the report, publish the artifacts, and end Failed when any row failed."""
+    name = settings.name
     report: BatchReport = await write_report(
         _unwalked(outcomes), settings.out, f"Inpainting: {name}", merge_report, api
     )
@@ -143,13 +177,48 @@ async def inpaint_batch(
 
     counts = ", ".join(f"{n} {status}" for status, n in report.summary.counts.items() if n)
     message = f"{len(outcomes)} jobs this run ({counts or 'nothing to do'}); report: {report.csv}"
-    if stop is not None:
-        message = f"Batch stopped ({stop.reason}): {stop.message} {message}"
+    if stopped is not None:
+        message = f"{stopped} {message}"
     if report.failed:
         return Failed(
             message=f"{report.failed} of {len(report.outcomes)} failed: {message}", data=report
         )
     return Completed(message=message, data=report)
+
+
+async def _in_shards(
+    settings: BatchSettings, jobs: list[Job], merge_report: bool, started: float
+) -> State:
+    """Run the batch as `settings.shards` child runs of the shard deployment, on the pool's
+    workers; then one report from every shard's rows."""
+    from prefect.deployments import arun_deployment
+
+    logger = get_run_logger()
+    await require_shard_deployment()
+    parts = split([job.name for job in jobs], settings.shards)
+    parent = str(flow_run.id or "local")
+    paths = [rows_path(settings.out, parent, i) for i in range(len(parts))]
+    save_settings(settings)
+    logger.info("Batch %s: %d jobs in %d shards", settings.name, len(jobs), len(parts))
+    children = await asyncio.gather(
+        *(
+            arun_deployment(
+                SHARD_DEPLOYMENT,
+                parameters={
+                    "settings": shard_settings(settings, i, len(parts)).model_dump(mode="json"),
+                    "only": names,
+                    "rows_to": str(path),
+                },
+                timeout=None,  # wait for the child to end
+                as_subflow=True,
+            )
+            for i, (names, path) in enumerate(zip(parts, paths, strict=True))
+        ),
+        return_exceptions=True,
+    )
+    outcomes = rows_of_shards(jobs, parts, paths, children)
+    api = next((o.api for o in outcomes if o.api), None)
+    return await _report(settings, outcomes, merge_report, api, None, started)
 
 
 @flow(name="rerun-failed", flow_run_name="rerun failed of {report}")

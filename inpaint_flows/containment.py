@@ -17,18 +17,24 @@ CHUNK_CRASHED = "CHUNK_CRASHED"
 
 
 def crashed_chunk_outcomes(
-    chunk: Sequence[Job], error: BaseException, *, api: str | None
+    chunk: Sequence[Job],
+    error: BaseException | str,
+    *,
+    api: str | None,
+    reason: str = CHUNK_CRASHED,
+    what: str = "the task running its chunk failed after its retries",
 ) -> list[JobOutcome]:
-    cause = f"{type(error).__name__}: {error}"
+    """One `failed` row per job of `chunk` (or of a shard: `reason`, `what`), with the cause."""
+    cause = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return [
         outcome_for(
             job,
             None,
             None,
             JobStatus.FAILED,
-            reason=CHUNK_CRASHED,
+            reason=reason,
             message=(
-                f"{job.name}: the task running its chunk failed after its retries ({cause}). "
+                f"{job.name}: {what} ({cause}). "
                 "What was paid for is in the ledger: rerun the batch (or rerun-failed) to "
                 "finish it without paying twice."
             ),

@@ -28,6 +28,8 @@ PREFECT_FILE = REPO_ROOT / "deployments" / "prefect.yaml"
 
 NIGHTLY = "nightly"
 ON_DEMAND = "on-demand"
+SHARD = "shard"
+SHARD_DEPLOYMENT = f"inpaint-batch/{SHARD}"  # what a sharded batch's parent runs its parts on
 RERUN_FAILED = "rerun-failed"
 WORK_POOL = "inpaint-pool"
 SETTINGS = "settings"  # the batch flow's one parameter (`BatchSettings`)
@@ -116,6 +118,17 @@ def deployments() -> list[DeploymentSpec]:
                     "api_key_secret": "novita-api-key",
                 }
             },
+        ),
+        DeploymentSpec(
+            name=SHARD,
+            entrypoint="flows/inpaint_batch.py:inpaint_batch",
+            description=(
+                "One part of a batch run with `shards` > 1: its parent run starts one run of "
+                "this deployment per part, on any worker of the pool, then writes one report. "
+                "Not for running by hand."
+            ),
+            tags=("inpaint", SHARD),
+            parameters={SETTINGS: {"source": "examples"}},
         ),
         DeploymentSpec(
             name=RERUN_FAILED,

@@ -92,6 +92,14 @@ class BatchSettings(BaseModel):
     max_in_flight: int = Field(
         default=8, ge=1, le=1000, description="Jobs submitted and not yet downloaded, at most."
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Split the batch into this many child runs of the `shard` deployment, "
+        "run by the work pool's workers, then one report (a run started by a deployment on a "
+        "work pool; 1: run here).",
+    )
     chunk_size: int | None = Field(
         default=None,
         ge=1,

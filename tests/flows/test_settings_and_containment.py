@@ -113,3 +113,19 @@ async def test_a_flow_run_with_no_key_and_no_base_url_fails_at_once(tmp_path: Pa
         await state.result()
     assert "base_url" in str(raised.value)
     assert not (tmp_path / "out" / "report.csv").exists()  # nothing ran, nothing was paid
+
+
+async def test_shards_without_a_shard_deployment_stop_at_once_saying_what_to_do(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    src = _copy_examples(tmp_path / "in")
+    state = await inpaint_batch(
+        settings=BatchSettings(
+            source=str(src), out=str(tmp_path / "out"), base_url=server.base_url, shards=2
+        ),
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert "inpaint-batch/shard deployment" in (state.message or "")
+    assert "set shards to 1" in (state.message or "")
+    assert server.stats()["submissions"]["accepted"] == 0  # nothing was paid
