@@ -2,7 +2,8 @@
 
 All HTTP of the project goes through `NovitaClient`: submit a task, read its result, download a
 result image, list models. Retries are declared once, in `RetryPolicy`, and which failures may be
-retried is decided in one place, `classify`:
+retried is decided in one place, `classify`, from the errors `api_errors` makes of answers and
+failures (task-result bodies are read by `task_results`):
 
     ===================================  ==========================  ==========================
     failure                              submit (POST, paid)         GETs and downloads
@@ -40,37 +41,38 @@ module builds. httpx exceptions are translated, not chained: their `.request` ca
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import enum
 import logging
-import math
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 
 import httpx
 from pydantic import SecretStr
 
-from inpaint_flows.contract import MODEL_NOT_FOUND, REPORTED_TASK_STATUSES, TaskStatus
+from inpaint_flows.api_errors import (
+    RequestKind,
+    json_object,
+    public_url,
+    redact,
+    snippet,
+    status_error,
+    transport_error,
+)
+from inpaint_flows.contract import MODELS_PATH, SUBMIT_PATH, TASK_RESULT_PATH
 from inpaint_flows.errors import (
-    AuthError,
     ConfigError,
-    DownloadError,
     InpaintFlowsError,
-    NovitaAPIError,
     NovitaError,
     RateLimitedError,
-    ServerError,
     SubmitOutcomeUnknown,
-    TaskNotFoundError,
     TransportError,
 )
 from inpaint_flows.halt import RATE_LIMITED_TOO_LONG, UNREACHABLE, BatchHalt
-from inpaint_flows.models import InpaintParams, ResultImage, TaskResult
+from inpaint_flows.models import InpaintParams, TaskResult
 from inpaint_flows.pacing import RateLimiter
+from inpaint_flows.task_results import parse_task_result
 
 __all__ = [
     "ClientStats",
@@ -78,33 +80,11 @@ __all__ = [
     "RetryPolicy",
     "SubmitResponse",
     "classify",
-    "parse_retry_after",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.novita.ai"
-SUBMIT_PATH = "/v3/async/inpainting"
-TASK_RESULT_PATH = "/v3/async/task-result"
-MODELS_PATH = "/v3/model"
-
-_TASK_STATUSES: frozenset[str] = frozenset(REPORTED_TASK_STATUSES)
-_AUTH_REASONS = frozenset(("MISSING_API_KEY", "INVALID_API_KEY", "BILLING_AUTH_FAILED"))
-# Failures raised before any byte of the request reached the server: safe to resend a POST.
-_NEVER_SENT: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-)
-# Failures that will happen again however often the request is sent.
-_UNSENDABLE: tuple[type[Exception], ...] = (
-    httpx.UnsupportedProtocol,
-    httpx.LocalProtocolError,
-    httpx.InvalidURL,
-    httpx.TooManyRedirects,
-)
-_EXPIRED_STATUSES = frozenset((403, 404, 410))
 
 
 async def _sleep(seconds: float) -> None:
@@ -171,32 +151,6 @@ class SubmitResponse:
     rate_limited: int = 0  # 429s this submit met before it was accepted
 
 
-class _Kind(enum.Enum):
-    SUBMIT = "submit"
-    API_GET = "api-get"
-    DOWNLOAD = "download"
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` value (seconds or HTTP-date); None if unusable."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 def classify(exc: BaseException, *, submit: bool = False) -> bool:
     """Whether the request that failed with `exc` may be sent again: the one retry rule.
 
@@ -204,8 +158,8 @@ def classify(exc: BaseException, *, submit: bool = False) -> bool:
     judged as the client would translate it for a submit (`submit=True`) or a GET.
     """
     if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
-        kind = _Kind.SUBMIT if submit else _Kind.API_GET
-        exc = _transport_error(exc, kind, what="request", secret=None)
+        kind = RequestKind.SUBMIT if submit else RequestKind.API_GET
+        exc = transport_error(exc, kind, what="request", secret=None)
     return isinstance(exc, NovitaError) and exc.retryable
 
 
@@ -319,9 +273,9 @@ class NovitaClient:
         }
         what = f"Submitting an inpainting task (POST {SUBMIT_PATH})"
         response, attempts, limited = await self._send(
-            _Kind.SUBMIT, "POST", SUBMIT_PATH, what=what, json=body, images=params.image_num
+            RequestKind.SUBMIT, "POST", SUBMIT_PATH, what=what, json=body, images=params.image_num
         )
-        data = _json_object(response)
+        data = json_object(response)
         task_id = data.get("task_id") if data is not None else None
         if not task_id and data is not None and isinstance(data.get("data"), dict):
             task_id = data["data"].get("task_id")  # the deprecated v2 envelope
@@ -329,7 +283,7 @@ class NovitaClient:
             raise SubmitOutcomeUnknown(
                 self._redact(
                     f"{what}: HTTP {response.status_code} but the answer holds no task id "
-                    f"({_snippet(response)}). A paid task may exist on Novita; it was not "
+                    f"({snippet(response)}). A paid task may exist on Novita; it was not "
                     "submitted again. Rerunning this job will submit it again."
                 )
             )
@@ -343,20 +297,20 @@ class NovitaClient:
         self.stats.polls += 1
         what = f"Getting the result of task {task_id}"
         response, _, _ = await self._send(
-            _Kind.API_GET, "GET", TASK_RESULT_PATH, what=what, params={"task_id": task_id}
+            RequestKind.API_GET, "GET", TASK_RESULT_PATH, what=what, params={"task_id": task_id}
         )
-        data = _json_object(response)
+        data = json_object(response)
         if data is None:
             raise NovitaError(
-                self._redact(f"{what}: the answer is not a JSON object ({_snippet(response)})."),
+                self._redact(f"{what}: the answer is not a JSON object ({snippet(response)})."),
                 reason="INVALID_RESPONSE",
             )
-        return _parse_task_result(data, task_id)
+        return parse_task_result(data, task_id)
 
     async def download(self, url: str) -> bytes:
         """Fetch a result image from its signed URL; no API key is sent with it."""
-        what = f"Downloading result image {_public_url(url)}"
-        response, _, _ = await self._send(_Kind.DOWNLOAD, "GET", url, what=what)
+        what = f"Downloading result image {public_url(url)}"
+        response, _, _ = await self._send(RequestKind.DOWNLOAD, "GET", url, what=what)
         self.stats.downloads += 1
         return response.content
 
@@ -374,9 +328,9 @@ class NovitaClient:
         seen: set[str] = set()
         while True:
             response, _, _ = await self._send(
-                _Kind.API_GET, "GET", MODELS_PATH, what="Listing models", params=params
+                RequestKind.API_GET, "GET", MODELS_PATH, what="Listing models", params=params
             )
-            data = _json_object(response) or {}
+            data = json_object(response) or {}
             if "models" not in data and isinstance(data.get("data"), dict):
                 data = data["data"]
             page = data.get("models") or []
@@ -392,7 +346,7 @@ class NovitaClient:
 
     async def _send(
         self,
-        kind: _Kind,
+        kind: RequestKind,
         method: str,
         url: str,
         *,
@@ -410,7 +364,7 @@ class NovitaClient:
         limited = 0
         waited_429_s = 0.0  # what 429s have cost this request so far, in seconds of waiting
         while True:
-            if kind is _Kind.SUBMIT:
+            if kind is RequestKind.SUBMIT:
                 self.halt.check()  # a batch-wide fault: this submit is not sent at all
                 if images and self.limiter is not None:
                     await self.limiter.acquire(images)
@@ -426,25 +380,25 @@ class NovitaClient:
                     url,
                     json=json,
                     params=params,
-                    auth=self._auth if kind is not _Kind.DOWNLOAD else None,
-                    follow_redirects=kind is _Kind.DOWNLOAD,
+                    auth=self._auth if kind is not RequestKind.DOWNLOAD else None,
+                    follow_redirects=kind is RequestKind.DOWNLOAD,
                 )
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 # Translated, then raised outside this block so the httpx exception (whose
                 # request holds the Authorization header) is neither cause nor context.
-                error = _transport_error(exc, kind, what=what, secret=self._key)
-                if kind is not _Kind.DOWNLOAD and isinstance(
+                error = transport_error(exc, kind, what=what, secret=self._key)
+                if kind is not RequestKind.DOWNLOAD and isinstance(
                     error, TransportError | SubmitOutcomeUnknown
                 ):
                     self.halt.connection_failed(error.reason)
             else:
                 _unbind_stream(response)
-                if kind is not _Kind.DOWNLOAD:
+                if kind is not RequestKind.DOWNLOAD:
                     self.halt.answered()
-                if response.is_success and (kind is not _Kind.DOWNLOAD or response.content):
+                if response.is_success and (kind is not RequestKind.DOWNLOAD or response.content):
                     return response, attempt, limited
-                error, retry_after = _status_error(response, kind, what=what, secret=self._key)
-                if kind is not _Kind.DOWNLOAD and isinstance(error, NovitaError):
+                error, retry_after = status_error(response, kind, what=what, secret=self._key)
+                if kind is not RequestKind.DOWNLOAD and isinstance(error, NovitaError):
                     self.halt.api_error(error)
             if isinstance(error, RateLimitedError):
                 # "Not now": wait and send again; it does not use up an attempt.
@@ -459,7 +413,7 @@ class NovitaClient:
                         "command: nothing is paid twice.",
                     )
                     raise error
-                limiter = self.limiter if kind is _Kind.SUBMIT else None
+                limiter = self.limiter if kind is RequestKind.SUBMIT else None
                 # The account's window is full: the whole run slows down, and this submit waits
                 # for its next slot (in `acquire` above, or Retry-After here).
                 wait = limiter.rate_limited(retry_after) if limiter is not None else None
@@ -495,21 +449,21 @@ class NovitaClient:
             await _sleep(delay)
 
     def _redact(self, text: str) -> str:
-        return _redact(text, self._key)
+        return redact(text, self._key)
 
     # ---- logging (no headers, ever) --------------------------------------------------------
 
     async def _log_request(self, request: httpx.Request) -> None:
         if not logger.isEnabledFor(logging.DEBUG):
             return  # ~4,000 requests per 1,000 jobs: not even the URL is formatted
-        logger.debug("%s %s", request.method, _public_url(str(request.url)))
+        logger.debug("%s %s", request.method, public_url(str(request.url)))
 
     async def _log_response(self, response: httpx.Response) -> None:
         if not logger.isEnabledFor(logging.DEBUG):
             return
         request = response.request
         logger.debug(
-            "%s %s -> %d", request.method, _public_url(str(request.url)), response.status_code
+            "%s %s -> %d", request.method, public_url(str(request.url)), response.status_code
         )
 
 
@@ -522,149 +476,6 @@ def _unbind_stream(response: httpx.Response) -> None:
     1 MP batch grew ~0.2 MB per job. The body is already read and the stream closed here.
     """
     response.stream = httpx.ByteStream(b"")
-
-
-# ---- translating failures ------------------------------------------------------------------
-
-
-def _transport_error(
-    exc: Exception, kind: _Kind, *, what: str, secret: SecretStr | None
-) -> InpaintFlowsError:
-    """Our error for an httpx exception; its retryability is the table in the module docstring."""
-    detail = _redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secret)
-    if isinstance(exc, _UNSENDABLE):
-        message = f"{what}: the request cannot be sent ({detail})."
-        if kind is _Kind.DOWNLOAD:
-            return DownloadError(message + " The result URL is unusable.", retryable=False)
-        if isinstance(exc, httpx.LocalProtocolError):
-            return NovitaError(message, reason="LOCAL_PROTOCOL_ERROR")
-        return ConfigError(message + " Check the base URL (e.g. https://api.novita.ai).")
-    if kind is _Kind.DOWNLOAD:
-        return DownloadError(f"{what}: the connection failed ({detail}).", retryable=True)
-    if kind is _Kind.SUBMIT and not isinstance(exc, _NEVER_SENT):
-        return SubmitOutcomeUnknown(
-            f"{what}: the request was sent but no answer came ({detail}). A paid task may "
-            "exist on Novita; it was not submitted again. Rerunning this job will submit it "
-            "again, which may create a second paid task."
-        )
-    return TransportError(f"{what}: the connection failed ({detail}). Check the network.")
-
-
-def _status_error(
-    response: httpx.Response, kind: _Kind, *, what: str, secret: SecretStr | None
-) -> tuple[InpaintFlowsError, float | None]:
-    """Our error for a non-2xx (or empty download) answer, and the server's Retry-After."""
-    status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    reason, message, novita_body = _error_body(response)
-    said = f"HTTP {status}" + (f" {reason}" if reason else "") + f": {message}"
-    text = _redact(f"{what} failed: {said}", secret)
-    if kind is _Kind.DOWNLOAD:
-        if response.is_success:
-            text = _redact(f"{what}: the server sent an empty body.", secret)
-            return DownloadError(text, reason="EMPTY_RESULT_IMAGE", retryable=True), None
-        if status in _EXPIRED_STATUSES:
-            return DownloadError(
-                f"{text}. The signed result URL has expired or is not valid; it cannot be "
-                "renewed, so the task has to be run again.",
-                reason="RESULT_URL_EXPIRED",
-                retryable=False,
-            ), None
-        retryable = status == 429 or status >= 500
-        return DownloadError(text + ".", retryable=retryable), retry_after
-    if status == 429:
-        return RateLimitedError(
-            f"{text}. Lower images_per_minute to your account's limit.",
-            reason=reason,
-            retry_after=retry_after,
-        ), retry_after
-    if kind is _Kind.SUBMIT and status in (502, 504) and not novita_body:
-        # A gateway answered for Novita: the request may have reached it and created a task.
-        return SubmitOutcomeUnknown(
-            f"{text}. A gateway answered instead of Novita, so a paid task may exist; it was "
-            "not submitted again. Rerunning this job will submit it again."
-        ), None
-    if status >= 500:
-        return ServerError(
-            f"{text}. Novita had a server error; try again later.",
-            status_code=status,
-            reason=reason,
-        ), retry_after
-    if status in (401, 403) or reason in _AUTH_REASONS:
-        return AuthError(
-            f"{text}. Check the API key (NOVITA_API_KEY or the Secret block); not retried.",
-            status_code=status,
-            reason=reason,
-        ), None
-    if status == 404 and reason == "TASK_NOT_FOUND":
-        return TaskNotFoundError(
-            f"{text}. The task is unknown or its result has expired; submit the job again.",
-            status_code=status,
-            reason=reason,
-        ), None
-    hint = {
-        400: "The request was refused as invalid; fix it before running again (not retried).",
-        404: "Nothing answers at this path; check the base URL.",
-    }.get(status, "Not retried.")
-    if reason == MODEL_NOT_FOUND:
-        hint = (
-            "A model name in the request is not known to the API: use a name GET /v3/model "
-            "lists (`inpaint-flows check` shows which are unknown); not retried."
-        )
-    return NovitaAPIError(f"{text}. {hint}", status_code=status, reason=reason), None
-
-
-def _error_body(response: httpx.Response) -> tuple[str | None, str, bool]:
-    """(reason, message, is a Novita error body) from an error answer, JSON or not."""
-    data = _json_object(response)
-    if data is not None:
-        reason = data.get("reason")
-        message = data.get("message") or data.get("msg")
-        if isinstance(reason, str) or isinstance(message, str):
-            return (
-                reason if isinstance(reason, str) and reason else None,
-                str(message) if message else "(no message)",
-                isinstance(reason, str) and bool(reason),
-            )
-    return None, _snippet(response), False
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    return cast(dict[str, Any], data) if isinstance(data, dict) else None
-
-
-def _snippet(response: httpx.Response, limit: int = 200) -> str:
-    """The start of a body on one line, for messages about non-JSON answers."""
-    try:
-        text = " ".join(response.text.split())
-    except (UnicodeDecodeError, LookupError):
-        text = ""
-    if not text:
-        return "empty body"
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _redact(text: str, secret: SecretStr | None) -> str:
-    if secret is None:
-        return text
-    return text.replace(secret.get_secret_value(), "***")
-
-
-def _public_url(url: str) -> str:
-    """A URL fit for logs and messages: a signed URL's query string is a credential too."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        return "<invalid URL>"
-    if not parsed.query:
-        return url
-    if parsed.path == TASK_RESULT_PATH or parsed.path.endswith(TASK_RESULT_PATH):
-        return url  # the query is just the task id
-    return str(parsed.copy_with(query=None)) + "?…"
 
 
 # ---- construction checks and tolerant parsing ----------------------------------------------
@@ -695,79 +506,3 @@ def _checked_key(api_key: str | None) -> SecretStr | None:
             "the Novita dashboard (Key management)."
         )
     return SecretStr(key)
-
-
-def _parse_task_result(data: dict[str, Any], task_id: str) -> TaskResult:
-    """A `TaskResult` from a task-result body, tolerant of the variations seen in the wild."""
-    if "task" not in data and isinstance(data.get("data"), dict):
-        data = data["data"]
-    task = _object(data.get("task"))
-    status = task.get("status")
-    if status not in _TASK_STATUSES:
-        raise NovitaError(
-            f"Task {task_id}: the API reported "
-            + (f"an unknown status {status!r}" if status is not None else "no status")
-            + f"; expected one of "
-            f"{', '.join(sorted(_TASK_STATUSES))}. The client may need updating for it.",
-            reason="UNKNOWN_TASK_STATUS",
-        )
-    images: list[ResultImage] = []
-    for item in data.get("images") or ():
-        if not isinstance(item, dict) or not item.get("image_url"):
-            continue
-        ttl = _number(item.get("image_url_ttl"))
-        image_type = item.get("image_type")
-        images.append(
-            ResultImage(
-                image_url=str(item["image_url"]),
-                image_url_ttl=int(ttl) if ttl is not None else None,
-                image_type=str(image_type) if image_type else None,
-            )
-        )
-    extra = _object(data.get("extra"))
-    seed = extra.get("seed")
-    return TaskResult(
-        task_id=str(task.get("task_id") or task_id),
-        status=cast(TaskStatus, status),
-        reason=str(task.get("reason") or ""),
-        eta=_number(task.get("eta")),
-        progress_percent=_number(task.get("progress_percent")),
-        images=tuple(images),
-        seed=str(seed) if seed is not None and seed != "" else None,
-        server_duration_s=server_duration_s(_object(extra.get("debug_info"))),
-    )
-
-
-MAX_TASK_DURATION_S = 86_400.0
-
-
-def server_duration_s(debug: dict[str, Any]) -> float | None:
-    """Seconds from `submit_time_ms` to `complete_time_ms` of a task-result's
-    `extra.debug_info`, if both are there and make sense; else None."""
-    submitted = _number(debug.get("submit_time_ms"))
-    completed = _number(debug.get("complete_time_ms"))
-    if submitted is None or completed is None or submitted <= 0:
-        return None
-    seconds = (completed - submitted) / 1000
-    return seconds if 0 <= seconds <= MAX_TASK_DURATION_S else None
-
-
-def _object(value: object) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty one (absent and null parts are common)."""
-    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
-
-
-def _number(value: object) -> float | None:
-    """A finite number from a JSON number or numeric string; None for anything else."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None

@@ -53,6 +53,10 @@ DEFAULT_IMAGE_URL_TTL = 3600
 DEFAULT_MODEL = "realisticVisionV40_v40VAE-inpainting_81543.safetensors"
 
 NEED_REAL_NAME_VERIFY = "NEED_REAL_NAME_VERIFY"
+# The API's paths (the local server serves the same ones).
+SUBMIT_PATH = "/v3/async/inpainting"
+TASK_RESULT_PATH = "/v3/async/task-result"
+MODELS_PATH = "/v3/model"
 MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
 # In the JS SDK's status enum beside the four below; a poll may report it for a running task.
 TASK_STATUS_UNKNOWN = "TASK_STATUS_UNKNOWN"

@@ -35,7 +35,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inpaint_flows.contract import (
+    MODELS_PATH,
     REPORTED_TASK_STATUSES,
+    SUBMIT_PATH,
+    TASK_RESULT_PATH,
     ErrorBody,
     InpaintingBody,
     TaskCreated,
@@ -105,7 +108,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     )
 
     @app.post(
-        "/v3/async/inpainting",
+        SUBMIT_PATH,
         response_model=None,
         responses={200: {"model": TaskCreated, "description": "Task created"}, **_ERRORS},
         openapi_extra={
@@ -158,7 +161,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         return JSONResponse({"task_id": task.task_id})
 
     @app.get(
-        "/v3/async/task-result",
+        TASK_RESULT_PATH,
         response_model=None,
         responses={200: {"description": "The task, its images and extra"}, **_ERRORS},
     )
@@ -198,7 +201,7 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         state.store.sweep_expired()
         return JSONResponse(state.poll_body(task))
 
-    @app.get("/v3/model", response_model=None, responses=_ERRORS)
+    @app.get(MODELS_PATH, response_model=None, responses=_ERRORS)
     async def list_models(
         request: Request,
         visibility: str | None = Query(default=None, alias="filter.visibility"),

@@ -31,10 +31,10 @@ from typing import Any
 
 import httpx
 
-from inpaint_flows.client import server_duration_s
 from inpaint_flows.models import InpaintParams
 from inpaint_flows.pipeline import Tuning
 from inpaint_flows.polling import PollPlanner
+from inpaint_flows.task_results import server_duration_s
 
 SUBMIT_PATH = "/v3/async/inpainting"
 TASK_RESULT_PATH = "/v3/async/task-result"

@@ -21,12 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import inpaint_flows.client as client_module
+from inpaint_flows.api_errors import parse_retry_after
 from inpaint_flows.client import (
     NovitaClient,
     RetryPolicy,
     SubmitResponse,
     classify,
-    parse_retry_after,
 )
 from inpaint_flows.errors import (
     AuthError,
