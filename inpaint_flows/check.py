@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from inpaint_flows.account import limit_name, prefect_server_configured, read_limit
 from inpaint_flows.batch import open_run
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.contract import MODEL_NOT_FOUND
@@ -117,6 +118,7 @@ class CheckReport:
     to_pay_requests: int
     to_pay_images: int
     images_per_minute: float | None
+    pace: str = ""  # how the run would be paced, when not by its own limit (account's limit)
 
     @property
     def ok(self) -> bool:
@@ -148,6 +150,8 @@ class CheckReport:
                 f"Time at {self.images_per_minute:g} images/min: about {_duration(minutes * 60)}"
                 " (plus the last tasks' own duration)."
             )
+        if self.pace:
+            lines.append(f"Pacing: {self.pace}.")
         lines.append("Nothing was submitted or paid by this check.")
         return "\n".join(lines)
 
@@ -197,6 +201,7 @@ async def run_check(settings: BatchSettings) -> CheckReport:
         else:
             requests += 1
             images += state.job.params.image_num
+    ipm, pace = await _pace_of(endpoint.base_url, settings)
     return CheckReport(
         api=endpoint.label,
         jobs=len(jobs),
@@ -209,5 +214,22 @@ async def run_check(settings: BatchSettings) -> CheckReport:
         in_ledger=in_ledger,
         to_pay_requests=requests,
         to_pay_images=images,
-        images_per_minute=settings.images_per_minute,
+        images_per_minute=ipm,
+        pace=pace,
+    )
+
+
+async def _pace_of(base_url: str, settings: BatchSettings) -> tuple[float | None, str]:
+    """The pace a run would get now: its share of the account's limit when one is recorded
+    (this run joining the runs sharing it), else its own `images_per_minute`."""
+    if not prefect_server_configured():
+        return settings.images_per_minute, ""
+    name = limit_name(base_url, settings.account_limit)
+    recorded = await read_limit(name)
+    if recorded is None:
+        return settings.images_per_minute, ""
+    limit, runs = recorded
+    share = limit / (runs + 1)
+    return share, (
+        f"the account's limit {name} ({limit} images/min) shared with {runs} running run(s)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -16,8 +17,13 @@ from inpaint_flows.account import (
     set_limit,
     shared_pace,
 )
+from inpaint_flows.check import run_check
 from inpaint_flows.errors import ConfigError
 from inpaint_flows.pacing import RateLimiter
+from inpaint_flows.settings import BatchSettings
+from novita_local.config import ServerConfig
+from novita_local.server import LocalServer
+from tests.benchmarks.bench_support import tiny_batch
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 REFRESH_S = 0.1
@@ -97,3 +103,19 @@ async def test_without_a_prefect_server_a_run_paces_alone() -> None:
         with pytest.raises(ConfigError, match="PREFECT_API_URL"):
             await set_limit("anything", 10)
     assert limiter.images_per_minute == 10
+
+
+async def test_check_tells_the_time_at_this_runs_share_of_the_account(tmp_path: Path) -> None:
+    source = tiny_batch(tmp_path / "in", 4)
+    with LocalServer(ServerConfig()) as server:
+        name = limit_name(server.base_url)
+        await set_limit(name, 30)
+        try:
+            report = await run_check(BatchSettings(source=str(source), base_url=server.base_url))
+        finally:
+            await delete_limit(name)
+    assert report.images_per_minute == 30  # no other run holds a share now
+    assert f"the account's limit {name} (30 images/min) shared with 0 running run(s)" in (
+        report.text()
+    )
+    assert "Time at 30 images/min: about 8 s" in report.text()
