@@ -13,7 +13,7 @@ from tests.deployments.prefect_server import PrefectServer
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
-@pytest.mark.parametrize(("runs", "jobs"), [(2, 6), (3, 4)])
+@pytest.mark.parametrize(("runs", "jobs"), [(2, 4), (3, 3)])
 def test_concurrent_batches_share_the_account_limit(
     prefect_server: PrefectServer, tmp_path: Path, runs: int, jobs: int
 ) -> None:

@@ -16,7 +16,7 @@ from tests.deployments.prefect_server import PrefectServer
 from tests.flows.helpers import job_counts
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-JOBS = 6
+JOBS = 4
 
 
 def test_one_batch_in_two_shards_on_two_workers(
