@@ -17,6 +17,7 @@ connection) and asyncpg, both installed with Prefect.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,12 @@ class StoreLocation:
     def create_engine(self) -> AsyncEngine:
         """An engine for this store; SQLite gets WAL, fsynced commits and explicit BEGINs."""
         if self.dialect == "postgresql":
+            if importlib.util.find_spec("asyncpg") is None:  # an optional part: say how to add it
+                raise ConfigError(
+                    f"The job store {self.label} needs the asyncpg driver: "
+                    "pip install 'inpaint-flows[postgres]'.",
+                    reason="MISSING_DEPENDENCY",
+                )
             return create_async_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=4)
         assert self.url.database is not None
         Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
