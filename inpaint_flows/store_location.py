@@ -134,7 +134,11 @@ class StoreLocation:
                     "pip install 'inpaint-flows[postgres]'.",
                     reason="MISSING_DEPENDENCY",
                 )
-            return create_async_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+            # Every statement is short; a run's jobs queue for the few connections (a long
+            # queue is many jobs at once, not a fault: no pool timeout to speak of).
+            return create_async_engine(
+                self.url, pool_pre_ping=True, pool_size=4, max_overflow=4, pool_timeout=3600
+            )
         assert self.url.database is not None
         Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         # One connection per process: the run's coroutines queue for it instead of contending
