@@ -186,6 +186,8 @@ class Ledger:
         self.wait_poll_s = wait_poll_s
         self.renew_every_s = lease_s / 3 if renew_every_s is None else renew_every_s
         self._held: set[str] = set()
+        self._ready = False  # tables made and any JSON ledger imported
+        self._readying = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -209,7 +211,10 @@ class Ledger:
             renew_every_s=renew_every_s,
         )
         try:
-            await ledger._prepare()
+            # A store with nothing in it yet is made at the first claim, so `check` (which
+            # claims nothing) leaves no file behind.
+            if location.exists or (location.json_dir and json_ledger_files(location.json_dir)):
+                await ledger._ready_for_use()
             renewal = asyncio.create_task(ledger._renew_forever(), name="ledger-lease-renewal")
             try:
                 yield ledger
@@ -217,7 +222,8 @@ class Ledger:
                 renewal.cancel()
                 with suppress(asyncio.CancelledError):
                     await renewal
-                await ledger._release(None)
+                if ledger._ready:
+                    await ledger._release(None)
         finally:
             await engine.dispose()
 
@@ -229,6 +235,8 @@ class Ledger:
         """The entries recorded for `job_keys` (keys with none are left out)."""
         keys = list(dict.fromkeys(job_keys))
         found: dict[str, LedgerEntry] = {}
+        if not await self._readable():
+            return found
         async with self._reading("read the ledger") as conn:
             for start in range(0, len(keys), 500):
                 query = select(jobs).where(jobs.c.job_key.in_(keys[start : start + 500]))
@@ -240,6 +248,8 @@ class Ledger:
 
     async def put(self, entry: LedgerEntry) -> LedgerEntry:
         """Record `entry`; only while this run holds the job's claim (else ClaimLostError)."""
+        if entry.job_key not in self._held:
+            raise ClaimLostError(f"{entry.name}: this run holds no claim on the job to record it.")
         async with self._writing(f"record {entry.name}") as conn:
             result = await conn.execute(
                 update(jobs)
@@ -282,6 +292,7 @@ class Ledger:
     @asynccontextmanager
     async def claim(self, job_key: str, name: str) -> AsyncIterator[None]:
         """Hold the job's claim for the block, waiting while another live run holds it."""
+        await self._ready_for_use()
         await self._acquire(job_key, name)
         self._held.add(job_key)
         try:
@@ -292,6 +303,8 @@ class Ledger:
 
     async def claim_of(self, job_key: str) -> ClaimView | None:
         """Who holds the job's claim now (None: no row for the job)."""
+        if not await self._readable():
+            return None
         async with self._reading("read a claim") as conn:
             return await self._view(conn, job_key)
 
@@ -393,6 +406,19 @@ class Ledger:
                 logger.warning("%s", exc)
 
     # -- the database --------------------------------------------------------------------
+    async def _readable(self) -> bool:
+        """Whether the store exists (made now if another process just made the file)."""
+        if not self._ready and self.location.exists:
+            await self._ready_for_use()
+        return self._ready
+
+    async def _ready_for_use(self) -> None:
+        async with self._readying:
+            if not self._ready:
+                self.location.make_room()
+                await self._prepare()
+                self._ready = True
+
     async def _prepare(self) -> None:
         async with self._writing("create its tables") as conn:
             if self.engine.dialect.name == "postgresql":  # concurrent CREATE TABLEs collide

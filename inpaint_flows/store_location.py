@@ -125,6 +125,16 @@ class StoreLocation:
         plain = self.url.set(drivername="postgresql")
         return f"PostgreSQL {redacted(plain)}"
 
+    @property
+    def exists(self) -> bool:
+        """Whether the database may already hold the store (an SQLite file is made on demand)."""
+        return self.dialect == "postgresql" or Path(str(self.url.database)).exists()
+
+    def make_room(self) -> None:
+        """The folder of an SQLite file, made (before the file's first write)."""
+        if self.dialect == "sqlite":
+            Path(str(self.url.database)).parent.mkdir(parents=True, exist_ok=True)
+
     def create_engine(self) -> AsyncEngine:
         """An engine for this store; SQLite gets WAL, fsynced commits and explicit BEGINs."""
         if self.dialect == "postgresql":
@@ -139,8 +149,6 @@ class StoreLocation:
             return create_async_engine(
                 self.url, pool_pre_ping=True, pool_size=4, max_overflow=4, pool_timeout=3600
             )
-        assert self.url.database is not None
-        Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         # One connection per process: the run's coroutines queue for it instead of contending
         # for SQLite's single write lock; other processes wait in SQLite's busy handler.
         engine = create_async_engine(

@@ -255,3 +255,14 @@ async def test_the_databases_password_is_never_shown(postgres_server: object) ->
         BatchSettings(source="in", state_url=postgres_server.url("postgres"))
     assert secret not in str(refused.value) and secret not in repr(refused.value.errors())
     assert "INPAINT_STATE_URL" in str(refused.value)
+
+
+async def test_a_store_no_run_claimed_in_leaves_no_file(tmp_path: Path) -> None:
+    """`check` reads the ledger and claims nothing: it must not leave a database behind."""
+    state = tmp_path / "state"
+    async with Ledger.open(StoreLocation.sqlite(state)) as ledger:
+        assert await ledger.get(KEY) is None
+        assert await ledger.claim_of(KEY) is None
+    assert not state.exists()
+    async with Ledger.open(StoreLocation.sqlite(state)) as ledger, ledger.claim(KEY, "a.png"):
+        assert (state / "jobs.sqlite3").is_file()
