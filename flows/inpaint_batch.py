@@ -24,7 +24,6 @@ from inpaint_flows.containment import crashed_chunk_outcomes
 from inpaint_flows.deployments import SHARD_DEPLOYMENT
 from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.finalize import BatchReport
-from inpaint_flows.ledger import exclusive_use
 from inpaint_flows.models import RERUN_STATUSES, Job, JobOutcome
 from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.settings import BatchSettings
@@ -100,46 +99,46 @@ async def inpaint_batch(
     )
     lanes = asyncio.Semaphore(chunks_open_for(settings.max_in_flight, size))
 
-    # One run at a time per ledger (never two payers per job); only the run holding it saves
-    # the settings, so a refused second run cannot overwrite the running one's batch.json.
-    with exclusive_use(settings.ledger_dir):
-        if rows_to is None:  # a shard's parent saved them
-            save_settings(settings)
-        limiter = RateLimiter(settings.images_per_minute)
-        async with (
-            resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
-            shared_pace(endpoint.base_url, limiter, name=settings.account_limit) as pace,
-            open_run(settings, endpoint, limiter=limiter) as run,
-        ):
-            logger.info(
-                "Batch %s: %d jobs in chunks of ≤%d, API %s; %s",
-                name,
-                len(jobs),
-                size,
-                endpoint.label,
-                pace.describe(),
-            )
-            if settings.check_names and jobs:
-                names = await check_model_names(_unwalked(jobs), _unwalked(run))
-                if names.skipped:
-                    logger.warning("Model names not checked: %s", names.skipped)
-                jobs = with_name_problems(jobs, names)
-            chunks = chunked(jobs, size)
-            live = await LiveProgress.start(name, len(jobs))
+    # Other runs may work in the same folder at once: each job is claimed in the job store
+    # before it is paid for (`inpaint_flows.ledger`). batch.json and the report are replaced
+    # atomically; the last run to finish writes them. A shard's parent saved its settings.
+    if rows_to is None:
+        save_settings(settings)
+    limiter = RateLimiter(settings.images_per_minute)
+    async with (
+        resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
+        shared_pace(endpoint.base_url, limiter, name=settings.account_limit) as pace,
+        open_run(settings, endpoint, limiter=limiter) as run,
+    ):
+        logger.info(
+            "Batch %s: %d jobs in chunks of ≤%d, API %s; %s",
+            name,
+            len(jobs),
+            size,
+            endpoint.label,
+            pace.describe(),
+        )
+        if settings.check_names and jobs:
+            names = await check_model_names(_unwalked(jobs), _unwalked(run))
+            if names.skipped:
+                logger.warning("Model names not checked: %s", names.skipped)
+            jobs = with_name_problems(jobs, names)
+        chunks = chunked(jobs, size)
+        live = await LiveProgress.start(name, len(jobs))
 
-            async def run_chunk(index: int, chunk: list[Job], run: BatchRun) -> list[JobOutcome]:
-                label = chunk_label(index, len(chunks), [job.name for job in chunk])
-                async with lanes:
-                    states = await load_and_validate(_unwalked(chunk), label)
-                    states = await inpaint_jobs(_unwalked(states), _unwalked(run), label)
-                await live.advance(len(chunk))
-                return [s.outcome for s in states if s.outcome]  # only report rows stay
+        async def run_chunk(index: int, chunk: list[Job], run: BatchRun) -> list[JobOutcome]:
+            label = chunk_label(index, len(chunks), [job.name for job in chunk])
+            async with lanes:
+                states = await load_and_validate(_unwalked(chunk), label)
+                states = await inpaint_jobs(_unwalked(states), _unwalked(run), label)
+            await live.advance(len(chunk))
+            return [s.outcome for s in states if s.outcome]  # only report rows stay
 
-            results = await asyncio.gather(
-                *(run_chunk(i, c, run) for i, c in enumerate(chunks)), return_exceptions=True
-            )
-            api = endpoint.label
-            stop = run.halt.stop
+        results = await asyncio.gather(
+            *(run_chunk(i, c, run) for i, c in enumerate(chunks)), return_exceptions=True
+        )
+        api = endpoint.label
+        stop = run.halt.stop
 
     # A chunk whose task failed after its retries still gives one row per input.
     outcomes: list[JobOutcome] = []

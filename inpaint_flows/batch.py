@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.pipeline import ContentLocks, JobRunner, JobState, Tuning
 from inpaint_flows.polling import PollPlanner
 from inpaint_flows.settings import BatchSettings
+from inpaint_flows.store_location import StoreLocation
 
 
 def submit_slots_for(max_in_flight: int) -> int:
@@ -82,15 +84,18 @@ async def open_run(
     """
     halt = BatchHalt()
     limit = settings.max_in_flight
-    async with NovitaClient(
-        endpoint.api_key,
-        endpoint.base_url,
-        timeout=settings.request_timeout_s,
-        limiter=limiter or RateLimiter(settings.images_per_minute),
-        connections=max(1, limit),
-        halt=halt,
-    ) as client:
-        ledger = Ledger(settings.ledger_dir)
+    store = StoreLocation.for_batch(settings.state_url, settings.ledger_dir, os.environ)
+    async with (
+        NovitaClient(
+            endpoint.api_key,
+            endpoint.base_url,
+            timeout=settings.request_timeout_s,
+            limiter=limiter or RateLimiter(settings.images_per_minute),
+            connections=max(1, limit),
+            halt=halt,
+        ) as client,
+        Ledger.open(store) as ledger,
+    ):
         runner = JobRunner(
             client,
             ledger,

@@ -181,6 +181,7 @@ async def run_check(settings: BatchSettings) -> CheckReport:
                 key_problem = run.halt.stop.message
         jobs = with_name_problems(jobs, names)
         states = await asyncio.to_thread(prepare_many, jobs)
+        recorded = await run.ledger.get_many(s.prepared.job_key for s in states if s.prepared)
     invalid: dict[str, int] = defaultdict(int)
     examples: list[str] = []
     done = in_ledger = requests = images = 0
@@ -191,7 +192,7 @@ async def run_check(settings: BatchSettings) -> CheckReport:
                 examples.append(state.outcome.message)
             continue
         assert state.prepared is not None
-        entry = run.ledger.get(state.prepared.job_key)
+        entry = recorded.get(state.prepared.job_key)
         if entry is not None and run.ledger.outputs_intact(
             entry, settings.out, outputs_for(entry, state.job.output_stem)
         ):

@@ -7,6 +7,8 @@
     │   ├── MaskError              a mask is missing, unreadable, empty or mismatched
     │   └── AnnotationError        an annotation file cannot be read, or names an unknown label
     ├── ConfigError                a setting (key, base URL, parameter) is wrong
+    ├── StoreError                 the job store (its database) cannot be used right now
+    │   └── ClaimLostError         another run took over a job this run held (its lease lapsed)
     └── NovitaError                anything the API or the way to it did
         ├── NovitaAPIError         the API answered with an error body (has status, reason)
         │   ├── RateLimitedError   429 RATE_LIMIT_EXCEEDED
@@ -65,6 +67,21 @@ class AnnotationError(InputError):
 
 class ConfigError(InpaintFlowsError):
     reason = "INVALID_CONFIG"
+
+
+class StoreError(InpaintFlowsError):
+    """The job store failed: its database is unreachable, refused us, or is not ours.
+
+    Messages name the database with its password replaced by `***`.
+    """
+
+    reason = "JOB_STORE_ERROR"
+
+
+class ClaimLostError(StoreError):
+    """This run's claim on a job was taken over by another run after its lease lapsed."""
+
+    reason = "CLAIM_LOST"
 
 
 class NovitaError(InpaintFlowsError):

@@ -1,108 +1,274 @@
-"""The job ledger: what was paid for, per job key, durable across crashes and reruns.
+"""The job ledger: what was paid for, per job key, durable across crashes, reruns and machines.
 
 Why not only Prefect's task cache: a cache entry is written when a task *finishes*. A flow killed
 while polling has finished no task, yet it has created paid remote tasks. The ledger is written
 the moment a submit is answered, so any later run (a UI Retry of the same flow run, a new flow
-run, a rerun-failed run, on this or another machine that sees the same state directory) resumes
-by polling the recorded task id instead of paying again.
+run, a rerun-failed run, on this or another machine that reaches the same store) resumes by
+polling the recorded task id instead of paying again.
 
-One small JSON file per job key, written atomically, in `state_dir/<2 hex>/<job key>.json`.
-The state directory defaults to `<output dir>/.inpaint-state` and can point at shared storage.
+Where: one table in an SQL database (`store_location`): an SQLite file in the state folder by
+default, a PostgreSQL database for runs on several machines. A JSON ledger an older release
+left in the state folder is imported on first use (`ledger_json`).
+
+Claims: a run works on a job only while it holds the job's claim, taken in one statement
+before the job's first ledger read and held until the job is final. A claim has a lease (by the
+database's clock, so machines with skewed clocks agree): the run renews the leases of all its
+claims every third of the lease, so a live run keeps its jobs however long they take, and a
+dead run's claims lapse. A run that meets a job another run holds waits until it is released
+(or its lease lapses, or its process is seen dead on this machine: `holders`), then reads the
+ledger as any later run would: a job the other run finished is skipped, paid once.
+Every write is fenced: it commits only while this run still holds the claim, so a run whose
+lease lapsed (a frozen process) cannot overwrite the run that took over, and never writes
+"submitting" (never sends a submit) for a job it no longer holds.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
-from inpaint_flows.errors import ConfigError
-from inpaint_flows.storage import atomic_write_text, is_temp_file_of
+from inpaint_flows.errors import ClaimLostError, StoreError
+from inpaint_flows.holders import Holder, dead_here
+from inpaint_flows.ledger_entry import LedgerEntry, LedgerState, utc_now
+from inpaint_flows.ledger_json import json_ledger_files, read_json_entries
+from inpaint_flows.store_location import StoreLocation, scrub
 
-LedgerState = Literal["submitting", "submitted", "succeeded", "needs-submit"]
+# The record lives in `ledger_entry`; callers import it from here with the ledger.
+__all__ = ["ClaimView", "Ledger", "LedgerEntry", "LedgerState", "utc_now"]
+
+logger = logging.getLogger(__name__)
+
+LEASE_S = 30.0  # a dead run's claims lapse after this; renewed every third of it
+WAIT_POLL_S = 1.0  # how often, at most, a waiting run looks at a claim it waits for
+SCHEMA_VERSION = "1"
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+# -- the schema: one row per job key, the entry's fields plus its claim ----------------------
+metadata = MetaData()
+jobs = Table(
+    "inpaint_jobs",
+    metadata,
+    Column("job_key", String(128), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("state", String(16)),  # NULL: claimed, nothing recorded yet (`get` says None)
+    Column("task_id", Text),
+    Column("submits", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("polls", Integer, nullable=False, server_default="0"),
+    Column("remote_failures", Integer, nullable=False, server_default="0"),
+    Column("submitted_at", Text),
+    Column("finished_at", Text),
+    Column("seed_used", Text),
+    Column("outputs", Text, nullable=False, server_default="[]"),  # JSON list
+    Column("output_sizes", Text, nullable=False, server_default="[]"),  # JSON list
+    Column("output_stem", Text),
+    Column("reason", Text),
+    Column("message", Text),
+    # The claim: who works on the job now, until when (seconds since the epoch, database clock).
+    Column("holder", String(32)),
+    Column("holder_label", Text),
+    Column("holder_process", Text),
+    Column("lease_expires", Float),
+)
+store_meta = Table(
+    "inpaint_store_meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+ENTRY_COLUMNS = tuple(LedgerEntry.model_fields)
+_LIST_COLUMNS = ("outputs", "output_sizes")
+_ROWS_PER_INSERT = 200  # SQLite allows 32,766 parameters per statement; ~20 per row
+_NO_CLAIM = {"holder": None, "holder_label": None, "holder_process": None, "lease_expires": None}
+_SCHEMA_LOCK = 7_213_900_413  # a PostgreSQL advisory lock: one run creates the tables
 
 
-class LedgerEntry(BaseModel):
-    """The durable record of one job.
+class db_now(FunctionElement[float]):
+    """Now, in seconds since the epoch, by the database's clock (the one every run shares)."""
 
-    `state`:
-    - submitting: a submit was sent and not answered (crash or unknown outcome); a paid task
-      may exist that we cannot find: the next run submits again and says so.
-    - submitted: `task_id` is live as far as we know; the next run polls it.
-    - needs-submit: the remote task FAILED, expired, is unknown or its stored result is damaged;
-      the next run submits anew.
-    - succeeded: `outputs` (relative to the output dir) are complete; nothing more to do.
-    """
+    type = Float()
+    inherit_cache = True
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    job_key: str
-    name: str
-    state: LedgerState
-    task_id: str | None = None
-    submits: int = 0  # submits that were sent (paid, or possibly paid), across all runs
-    attempts: int = 0
-    polls: int = 0
-    remote_failures: int = 0
-    submitted_at: str | None = None
-    finished_at: str | None = None
-    seed_used: str | None = None
-    outputs: tuple[str, ...] = ()
-    output_sizes: tuple[int, ...] = ()
-    output_stem: str | None = None  # the stem `outputs` were named from (None: older entries)
-    reason: str | None = None
-    message: str | None = None
+@compiles(db_now, "sqlite")
+def _sqlite_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
 
-    def evolve(self, **changes: object) -> LedgerEntry:
-        """A copy with `changes`, validated: an unknown or mistyped field is an error."""
-        return LedgerEntry.model_validate({**dict(self), **changes})
+
+@compiles(db_now, "postgresql")
+def _postgres_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+
+
+def entry_row(entry: LedgerEntry) -> dict[str, Any]:
+    """The entry as column values."""
+    row: dict[str, Any] = entry.model_dump()
+    for column in _LIST_COLUMNS:
+        row[column] = json.dumps(list(row[column]))
+    return row
+
+
+def entry_from_row(row: Mapping[Any, Any]) -> LedgerEntry | None:
+    """The entry a row holds; None for a row that only holds a claim."""
+    if row["state"] is None:
+        return None
+    values = {column: row[column] for column in ENTRY_COLUMNS}
+    for column in _LIST_COLUMNS:
+        values[column] = json.loads(values[column] or "[]")
+    return LedgerEntry.model_validate(values)
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """Who holds a job's claim, as one reader saw it."""
+
+    holder: str | None
+    label: str | None
+    process: str | None
+    expires_in_s: float | None  # by the database's clock; negative: lapsed
 
 
 class Ledger:
-    """Read and write ledger entries under one directory."""
+    """The ledger of one run: entries read and written under this run's claims.
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self._swept: set[str] = set()  # job keys whose stale temporary files are gone
+    Open it with `Ledger.open(location)`; it renews its claims' leases while open and releases
+    them when closed.
 
-    def _path(self, job_key: str) -> Path:
-        return self.root / job_key[:2] / f"{job_key}.json"
+    Args:
+        engine: The store's database (`StoreLocation.create_engine`).
+        location: Which store it is, for messages (never with a password).
+        holder: This run's identity as a claim holder.
+        lease_s: Seconds a claim lives without renewal.
+        wait_poll_s: Longest pause between two looks at a claim this run waits for.
+        renew_every_s: Seconds between two renewals of this run's leases (a third of the
+            lease by default).
+    """
 
-    def get(self, job_key: str) -> LedgerEntry | None:
-        path = self._path(job_key)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        location: StoreLocation,
+        *,
+        holder: Holder,
+        lease_s: float = LEASE_S,
+        wait_poll_s: float = WAIT_POLL_S,
+        renew_every_s: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.location = location
+        self.holder = holder
+        self.lease_s = lease_s
+        self.wait_poll_s = wait_poll_s
+        self.renew_every_s = lease_s / 3 if renew_every_s is None else renew_every_s
+        self._held: set[str] = set()
+        self._ready = False  # tables made and any JSON ledger imported
+        self._readying = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        location: StoreLocation,
+        *,
+        holder: Holder | None = None,
+        lease_s: float = LEASE_S,
+        wait_poll_s: float = WAIT_POLL_S,
+        renew_every_s: float | None = None,
+    ) -> AsyncIterator[Ledger]:
+        """The store, its tables made and any JSON ledger imported, renewing claims while open."""
+        engine = location.create_engine()
+        ledger = cls(
+            engine,
+            location,
+            holder=holder or Holder.this_process(),
+            lease_s=lease_s,
+            wait_poll_s=wait_poll_s,
+            renew_every_s=renew_every_s,
+        )
         try:
-            return LedgerEntry.model_validate_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
+            # A store with nothing in it yet is made at the first claim, so `check` (which
+            # claims nothing) leaves no file behind.
+            if location.exists or (location.json_dir and json_ledger_files(location.json_dir)):
+                await ledger._ready_for_use()
+            renewal = asyncio.create_task(ledger._renew_forever(), name="ledger-lease-renewal")
+            try:
+                yield ledger
+            finally:
+                renewal.cancel()
+                with suppress(asyncio.CancelledError):
+                    await renewal
+                if ledger._ready:
+                    await ledger._release(None)
+        finally:
+            await engine.dispose()
 
-    def put(self, entry: LedgerEntry) -> LedgerEntry:
-        path = self._path(entry.job_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if entry.job_key not in self._swept:
-            self._remove_stale_temps(path)
-            self._swept.add(entry.job_key)
-        atomic_write_text(path, entry.model_dump_json(indent=1))
+    # -- entries ---------------------------------------------------------------------------
+    async def get(self, job_key: str) -> LedgerEntry | None:
+        return (await self.get_many([job_key])).get(job_key)
+
+    async def get_many(self, job_keys: Iterable[str]) -> dict[str, LedgerEntry]:
+        """The entries recorded for `job_keys` (keys with none are left out)."""
+        keys = list(dict.fromkeys(job_keys))
+        found: dict[str, LedgerEntry] = {}
+        if not await self._readable():
+            return found
+        async with self._reading("read the ledger") as conn:
+            for start in range(0, len(keys), 500):
+                query = select(jobs).where(jobs.c.job_key.in_(keys[start : start + 500]))
+                for row in (await conn.execute(query)).mappings():
+                    entry = entry_from_row(row)
+                    if entry is not None:
+                        found[entry.job_key] = entry
+        return found
+
+    async def put(self, entry: LedgerEntry) -> LedgerEntry:
+        """Record `entry`; only while this run holds the job's claim (else ClaimLostError)."""
+        if entry.job_key not in self._held:
+            raise ClaimLostError(f"{entry.name}: this run holds no claim on the job to record it.")
+        async with self._writing(f"record {entry.name}") as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.job_key == entry.job_key, jobs.c.holder == self.holder.id)
+                .values(**entry_row(entry), lease_expires=db_now() + self.lease_s)
+            )
+            if result.rowcount != 1:
+                view = await self._view(conn, entry.job_key)
+                other = view.label if view is not None and view.holder else None
+                raise ClaimLostError(
+                    f"{entry.name}: this run no longer holds the job: "
+                    + (f"another run ({other}) took it over" if other else "its claim is gone")
+                    + f" after this run's lease ({self.lease_s:.0f} s) lapsed without a "
+                    "renewal (a frozen or suspended process?). Nothing more was recorded or "
+                    "sent for it by this run"
+                    + (f"; its last task id here was {entry.task_id}" if entry.task_id else "")
+                    + ". Run the batch again to collect it."
+                )
         return entry
-
-    @staticmethod
-    def _remove_stale_temps(path: Path) -> None:
-        """Delete the temporary file a run killed while writing this entry left beside it."""
-        stale: list[str] = []
-        with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
-            stale = [e.path for e in entries if is_temp_file_of(e.name, path.name)]
-        for name in stale:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
 
     def outputs_intact(
         self, entry: LedgerEntry, out_dir: str | Path, outputs: tuple[str, ...] | None = None
@@ -122,36 +288,238 @@ class Ledger:
                 return False
         return True
 
-
-@contextlib.contextmanager
-def exclusive_use(root: str | Path) -> Iterator[None]:
-    """Hold the state directory for one run at a time, across processes.
-
-    Two runs on one ledger could both read a job as "not yet submitted" and both pay for it.
-    An OS file lock (released by the kernel even when the holder is SIGKILLed) lets the second
-    run stop at once with a clear message instead.
-    """
-    folder = Path(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".lock"
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"The job state in {folder} is in use by {holder}. Two runs on one output "
-                "folder could pay twice for the same image: wait for that run to finish, or "
-                "use another --out / --state-dir.",
-                reason="STATE_IN_USE",
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {utc_now()}")
-        handle.flush()
+    # -- claims ----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def claim(self, job_key: str, name: str) -> AsyncIterator[None]:
+        """Hold the job's claim for the block, waiting while another live run holds it."""
+        await self._ready_for_use()
+        await self._acquire(job_key, name)
+        self._held.add(job_key)
         try:
             yield
         finally:
-            handle.truncate(0)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            self._held.discard(job_key)
+            await self._release(job_key)
+
+    async def claim_of(self, job_key: str) -> ClaimView | None:
+        """Who holds the job's claim now (None: no row for the job)."""
+        if not await self._readable():
+            return None
+        async with self._reading("read a claim") as conn:
+            return await self._view(conn, job_key)
+
+    async def _acquire(self, job_key: str, name: str) -> None:
+        pause = min(0.05, self.wait_poll_s)
+        takeover: str | None = None  # a holder seen dead on this machine
+        waited = False
+        while True:
+            async with self._writing(f"claim {name}") as conn:
+                if await self._try_claim(conn, job_key, name, takeover):
+                    if waited:
+                        logger.info("%s: the other run released it; this run goes on", name)
+                    return
+                view = await self._view(conn, job_key)
+            if view is None or view.holder is None:
+                continue  # released between the two statements
+            if dead_here(view.process) and takeover != view.holder:
+                logger.warning("%s: its holder (%s) is dead; taking the job over", name, view.label)
+                takeover = view.holder
+                continue
+            if not waited:
+                logger.info(
+                    "%s: another run (%s) is working on this job; waiting for it",
+                    name,
+                    view.label,
+                )
+                waited = True
+            left = max(0.0, view.expires_in_s or 0.0) + 0.01  # look again when it would lapse
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, self.wait_poll_s)
+
+    async def _try_claim(
+        self, conn: AsyncConnection, job_key: str, name: str, takeover: str | None
+    ) -> bool:
+        now = db_now()
+        insert = self._insert(jobs).values(
+            job_key=job_key,
+            name=name,
+            holder=self.holder.id,
+            holder_label=self.holder.label,
+            holder_process=self.holder.process,
+            lease_expires=now + self.lease_s,
+        )
+        free = or_(
+            jobs.c.holder.is_(None),
+            jobs.c.holder == self.holder.id,
+            jobs.c.lease_expires < now,
+            *([jobs.c.holder == takeover] if takeover else []),
+        )
+        excluded = insert.excluded
+        statement = insert.on_conflict_do_update(
+            index_elements=[jobs.c.job_key],
+            set_={
+                "holder": excluded.holder,
+                "holder_label": excluded.holder_label,
+                "holder_process": excluded.holder_process,
+                "lease_expires": excluded.lease_expires,
+            },
+            where=free,
+        ).returning(jobs.c.job_key)
+        return (await conn.execute(statement)).first() is not None
+
+    async def _view(self, conn: AsyncConnection, job_key: str) -> ClaimView | None:
+        query = select(
+            jobs.c.holder,
+            jobs.c.holder_label,
+            jobs.c.holder_process,
+            (jobs.c.lease_expires - db_now()).label("left"),
+        ).where(jobs.c.job_key == job_key)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return ClaimView(holder=row[0], label=row[1], process=row[2], expires_in_s=row[3])
+
+    async def _release(self, job_key: str | None) -> None:
+        """Give up one claim (or all of this run's); a failure only logs: the lease lapses."""
+        where = [jobs.c.holder == self.holder.id]
+        if job_key is not None:
+            where.append(jobs.c.job_key == job_key)
+        try:
+            async with self._writing("release a claim") as conn:
+                await conn.execute(update(jobs).where(*where).values(**_NO_CLAIM))
+        except StoreError as exc:
+            logger.warning("%s It lapses in %.0f s by itself.", exc, self.lease_s)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_every_s)
+            if not self._held:
+                continue
+            try:
+                async with self._writing("renew this run's claims") as conn:
+                    await conn.execute(
+                        update(jobs)
+                        .where(jobs.c.holder == self.holder.id)
+                        .values(lease_expires=db_now() + self.lease_s)
+                    )
+            except StoreError as exc:  # the next renewal may get through before the lease ends
+                logger.warning("%s", exc)
+
+    # -- the database --------------------------------------------------------------------
+    async def _readable(self) -> bool:
+        """Whether the store exists (made now if another process just made the file)."""
+        if not self._ready and self.location.exists:
+            await self._ready_for_use()
+        return self._ready
+
+    async def _ready_for_use(self) -> None:
+        async with self._readying:
+            if not self._ready:
+                self.location.make_room()
+                await self._prepare()
+                self._ready = True
+
+    async def _prepare(self) -> None:
+        async with self._writing("create its tables") as conn:
+            if self.engine.dialect.name == "postgresql":  # concurrent CREATE TABLEs collide
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
+                )
+            await conn.run_sync(metadata.create_all)
+            version = (
+                await conn.execute(select(store_meta.c.value).where(store_meta.c.key == "schema"))
+            ).scalar()
+            if version is None:
+                await conn.execute(store_meta.insert().values(key="schema", value=SCHEMA_VERSION))
+            elif version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"The job store ({self.location.label}) was made by another release of "
+                    f"inpaint-flows (schema {version}; this release reads {SCHEMA_VERSION}). "
+                    "Use that release, or another --state-url / --state-dir."
+                )
+        if self.location.json_dir is not None:
+            await self._import_json(self.location.json_dir)
+
+    async def _import_json(self, folder: Path) -> int:
+        """Import `folder`'s JSON ledger (`ledger_json`) unless done before; how many."""
+        if not json_ledger_files(folder):
+            return 0
+        marker = f"json-import:{folder.resolve()}"
+        async with self._reading("check for an imported JSON ledger") as conn:
+            query = select(store_meta.c.key).where(store_meta.c.key == marker)
+            if (await conn.execute(query)).first() is not None:
+                return 0
+        entries = read_json_entries(folder)
+        async with self._writing("import the JSON ledger") as conn:
+            for start in range(0, len(entries), _ROWS_PER_INSERT):
+                rows = [entry_row(e) for e in entries[start : start + _ROWS_PER_INSERT]]
+                insert = self._insert(jobs).values(rows)
+                # A row that only holds a claim takes the entry; a recorded one is newer.
+                await conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[jobs.c.job_key],
+                        set_={column: insert.excluded[column] for column in ENTRY_COLUMNS},
+                        where=jobs.c.state.is_(None),
+                    )
+                )
+            insert = self._insert(store_meta).values(
+                key=marker, value=f"{len(entries)} entries on {utc_now()}"
+            )
+            await conn.execute(insert.on_conflict_do_nothing(index_elements=[store_meta.c.key]))
+        logger.info("Imported %d job ledger entries from %s", len(entries), folder)
+        return len(entries)
+
+    def _insert(self, table: Table) -> Any:
+        """An INSERT with ON CONFLICT for this database (both dialects spell it alike)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    @asynccontextmanager
+    async def _writing(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """One transaction (SQLite: holding the write lock from its start)."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except Exception as exc:
+            if _is_database_error(exc):
+                raise self._error(what, exc) from None
+            raise
+
+    @asynccontextmanager
+    async def _reading(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """One read-only transaction (SQLite: no write lock, a snapshot)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(ledger_read=True)
+                yield conn
+        except Exception as exc:
+            if _is_database_error(exc):
+                raise self._error(what, exc) from None
+            raise
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        cause = getattr(exc, "orig", None) or exc
+        detail = scrub(
+            str(cause).strip().splitlines()[0] if str(cause).strip() else "", self.location.url
+        )
+        detail = f"{type(cause).__name__}: {detail}"[:400]
+        if self.location.dialect == "postgresql":
+            hint = (
+                "Check that the server runs and is reachable from here, and that --state-url "
+                "or $INPAINT_STATE_URL names the right user and database (password in "
+                "PGPASSWORD, ~/.pgpass or $INPAINT_STATE_URL)"
+            )
+        else:
+            hint = "Check that the state folder is on a local disk, writable and not full"
+        return StoreError(
+            f"The job store ({self.location.label}) could not {what}: {detail}. {hint}; then "
+            "run the batch again (what was recorded is kept)."
+        )
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """An error of the database or the way to it (not one of ours, not a cancellation)."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    module = type(exc).__module__.split(".")[0]
+    return module in ("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite")

@@ -40,6 +40,7 @@ from inpaint_flows.errors import (
     InputError,
     NovitaError,
     PollTimeoutError,
+    StoreError,
     SubmitOutcomeUnknown,
     TaskFailedError,
     TaskNotFoundError,
@@ -216,28 +217,30 @@ class JobRunner:
         )
         return state.evolve(outcome=outcome)
 
-    def _put(self, entry: LedgerEntry) -> LedgerEntry:
+    async def _put(self, entry: LedgerEntry) -> LedgerEntry:
         self._unsaved.pop(entry.job_key, None)
-        return self.ledger.put(entry)
+        return await self.ledger.put(entry)
 
-    def _entry(self, state: JobState) -> LedgerEntry:
+    async def _entry(self, state: JobState) -> LedgerEntry:
         assert state.prepared is not None
         entry = self._unsaved.pop(state.prepared.job_key, None)
         if entry is not None:
             return entry
-        entry = self.ledger.get(state.prepared.job_key)
+        entry = await self.ledger.get(state.prepared.job_key)
         if entry is None:
             entry = LedgerEntry(
                 job_key=state.prepared.job_key, name=state.job.name, state="needs-submit"
             )
         return entry
 
-    def _fail(self, state: JobState, entry: LedgerEntry, exc: NovitaError | InputError) -> JobState:
+    async def _fail(
+        self, state: JobState, entry: LedgerEntry, exc: NovitaError | InputError
+    ) -> JobState:
         if isinstance(exc, BatchStoppedError):  # never sent: nothing to record, nothing paid
             return self._finish(
                 state, entry, JobStatus.NOT_SUBMITTED, reason=exc.reason, message=exc.message
             )
-        entry = self._put(
+        entry = await self._put(
             entry.evolve(finished_at=utc_now(), reason=exc.reason, message=exc.message)
         )
         return self._finish(state, entry, JobStatus.FAILED, reason=exc.reason, message=exc.message)
@@ -247,20 +250,31 @@ class JobRunner:
         """Move one job to a final state; never raises NovitaError."""
         if state.final or state.prepared is None:
             return state
-        # Inputs with the same content share one ledger entry (one paid task): one at a time.
-        async with self.locks(state.prepared.job_key):
-            entry = self._entry(state)
+        # Inputs with the same content share one ledger entry (one paid task): one at a time,
+        # in this run (the lock) and across runs (the claim: waits while another run holds it).
+        key = state.prepared.job_key
+        async with self.locks(key):
             try:
-                return await self._advance(state, entry)
-            except (NovitaError, InputError) as exc:
-                return self._fail(state, self._entry(state), exc)
-            except Exception as exc:  # one job's surprise must not stop its chunk
-                error = NovitaError(
-                    f"{state.job.name}: unexpected {type(exc).__name__}: {exc}. The ledger "
-                    "keeps what was paid for; rerun the batch to continue this job.",
-                    reason="UNEXPECTED_ERROR",
+                async with self.ledger.claim(key, state.job.name):
+                    entry = await self._entry(state)
+                    try:
+                        return await self._advance(state, entry)
+                    except StoreError:
+                        raise
+                    except (NovitaError, InputError) as exc:
+                        return await self._fail(state, await self._entry(state), exc)
+                    except Exception as exc:  # one job's surprise must not stop its chunk
+                        error = NovitaError(
+                            f"{state.job.name}: unexpected {type(exc).__name__}: {exc}. The "
+                            "ledger keeps what was paid for; rerun the batch to continue it.",
+                            reason="UNEXPECTED_ERROR",
+                        )
+                        return await self._fail(state, await self._entry(state), error)
+            except StoreError as exc:  # the store is unreachable, or another run took the job
+                self._unsaved.pop(key, None)
+                return self._finish(
+                    state, None, JobStatus.FAILED, reason=exc.reason, message=exc.message
                 )
-                return self._fail(state, self._entry(state), error)
 
     async def _advance(self, state: JobState, entry: LedgerEntry) -> JobState:
         if entry.state == "succeeded":
@@ -268,7 +282,7 @@ class JobRunner:
             if done is not None:
                 return done
             # Outputs were removed or damaged since: fetch them again from the same task.
-            entry = self._put(entry.evolve(state="submitted"))
+            entry = await self._put(entry.evolve(state="submitted"))
         while True:
             if entry.state in ("needs-submit", "submitting") or entry.task_id is None:
                 async with self.submitting:
@@ -322,7 +336,7 @@ class JobRunner:
         assert state.prepared is not None
         self.client.halt.check()  # stopped batch-wide: not sent, nothing written
         image_b64, mask_b64 = encode_payload(state.job)
-        entry = self._put(
+        entry = await self._put(
             entry.evolve(
                 state="submitting", submits=entry.submits + 1, task_id=None, name=state.job.name
             )
@@ -334,13 +348,13 @@ class JobRunner:
         except NovitaError:
             # The API answered with an error, or the request never left: no task was created,
             # nothing was paid.
-            self._put(entry.evolve(state="needs-submit", submits=entry.submits - 1))
+            await self._put(entry.evolve(state="needs-submit", submits=entry.submits - 1))
             if self.client.halt.stopped:  # this refusal (or its cause) stopped the batch
                 raise self.client.halt.error() from None
             raise
         finally:
             del image_b64, mask_b64
-        entry = self._put(
+        entry = await self._put(
             entry.evolve(
                 state="submitted",
                 task_id=response.task_id,
@@ -358,11 +372,11 @@ class JobRunner:
         )
         return state, entry
 
-    def _needs_resubmit(
+    async def _needs_resubmit(
         self, state: JobState, entry: LedgerEntry, exc: NovitaError
     ) -> tuple[JobState, LedgerEntry, bool]:
         """Record that the remote task is gone or failed; resubmit once if allowed."""
-        entry = self._put(
+        entry = await self._put(
             entry.evolve(
                 state="needs-submit",
                 remote_failures=entry.remote_failures + 1,
@@ -422,11 +436,11 @@ class JobRunner:
                 await asyncio.sleep(min(wait, remaining))
         except TaskNotFoundError as exc:
             entry = entry.evolve(polls=entry.polls + polls)
-            return self._needs_resubmit(state, entry, exc)
+            return await self._needs_resubmit(state, entry, exc)
         except NovitaError as exc:
-            entry = self._put(entry.evolve(polls=entry.polls + polls))
+            entry = await self._put(entry.evolve(polls=entry.polls + polls))
             if exc.reason == "TASK_FAILED":
-                return self._needs_resubmit(state, entry, exc)
+                return await self._needs_resubmit(state, entry, exc)
             raise
         # Not written yet: the download's ledger write records it (one fsynced write fewer per
         # job). A crash before then leaves the entry "submitted": the next run polls again.
@@ -459,7 +473,7 @@ class JobRunner:
                 if exc.reason == "CORRUPT_RESULT_IMAGE":
                     # The task's stored result is damaged: fetching it again cannot help, so
                     # the task counts as failed remotely (one more submit, as for FAILED).
-                    return self._needs_resubmit(state, entry, exc)
+                    return await self._needs_resubmit(state, entry, exc)
                 if exc.reason != "RESULT_URL_EXPIRED":
                     raise
                 if not refreshed:
@@ -469,7 +483,7 @@ class JobRunner:
                     if retry:
                         return state, entry, True
                     continue
-                return self._needs_resubmit(state, entry, exc)
+                return await self._needs_resubmit(state, entry, exc)
             suffix = f"_{index + 1}" if multi else ""
             rel = f"{state.job.output_stem}{suffix}.{EXTENSIONS[fmt]}"
             path = safe_join(self.out_dir, rel)
@@ -479,7 +493,7 @@ class JobRunner:
             outputs.append(rel)
             sizes.append(len(data))
             index += 1
-        entry = self._put(
+        entry = await self._put(
             entry.evolve(
                 state="succeeded",
                 finished_at=utc_now(),

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from sqlalchemy.engine import make_url
 
 from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams
+from inpaint_flows.store_location import STATE_URL_ENV, parse_state_url
 
 # `base_url` value that asks for the bundled local server (OpenCV inpainting, no key needed).
 LOCAL_BASE_URL = "local"
@@ -42,6 +44,31 @@ class Cli:
     def __init__(self, *names: str, default_help: str | None = None) -> None:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "default_help", default_help)
+
+
+def _password_hidden(value: object) -> object:
+    """A state URL's password replaced by `***` before anything (an error) can show it."""
+    if not isinstance(value, str) or not value.strip():
+        return None if isinstance(value, str) else value
+    try:
+        url = make_url(value.strip())
+    except Exception:
+        return value
+    return url.render_as_string(hide_password=True) if url.password is not None else value
+
+
+def _no_password_in_url(value: str | None) -> str | None:
+    """A state URL is a setting, saved in batch.json and shown in the UI: never a password."""
+    if value is None:
+        return None
+    url = parse_state_url(value)
+    if url.password is not None:
+        raise ValueError(
+            "holds a password; a setting is saved in batch.json and shown in the Prefect UI. "
+            "Leave it out (postgresql://USER@HOST/DB) and give it in PGPASSWORD or ~/.pgpass, "
+            f"or give the whole URL in ${STATE_URL_ENV} instead"
+        )
+    return value
 
 
 class BatchSettings(BaseModel):
@@ -107,6 +134,15 @@ class BatchSettings(BaseModel):
     )
     state_dir: str | None = Field(
         default=None, description="Job ledger folder (default OUT/.inpaint-state)."
+    )
+    state_url: Annotated[
+        str | None, AfterValidator(_no_password_in_url), BeforeValidator(_password_hidden)
+    ] = Field(
+        default=None,
+        description="Job store database shared by runs on several machines: "
+        "postgresql://USER@HOST[:PORT]/DB (password in PGPASSWORD or ~/.pgpass, or the whole "
+        "URL in $INPAINT_STATE_URL instead). Default: $INPAINT_STATE_URL, else an SQLite file "
+        "in the state folder.",
     )
     poll_timeout_s: Annotated[float, Cli("--poll-timeout")] = Field(
         default=900.0, gt=0, description="Seconds one job may wait for its remote task."

@@ -7,12 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-_SECRET_ENV = ("NOVITA_API_KEY",)
+from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures for every test)
+
+# A developer's key or job store must never reach a test.
+_SECRET_ENV = ("NOVITA_API_KEY", "INPAINT_STATE_URL", "PGPASSWORD")
 
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own key must never reach a test (or a real API)."""
+    """A developer's own key or database must never reach a test (or a real API)."""
     for name in _SECRET_ENV:
         monkeypatch.delenv(name, raising=False)
 

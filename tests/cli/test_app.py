@@ -14,13 +14,14 @@ from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import tiny_batch
 from tests.deployments.prefect_server import INPAINT_FLOWS, clean_env
+from tests.reliability.helpers import ledger_entries
 
 
 def _wait_for_a_paid_step(state_dir: Path, proc: subprocess.Popen[str], timeout: float) -> None:
     """Until the ledger records a submit (the run is mid-batch), or fail with its output."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(state_dir.glob("*/*.json")):
+        if ledger_entries(state_dir):
             return
         if proc.poll() is not None:
             raise AssertionError(f"the run ended early: {proc.communicate()}")

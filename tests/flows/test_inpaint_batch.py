@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from flows.inpaint_batch import rerun_failed
-from inpaint_flows.ledger import exclusive_use
 from inpaint_flows.models import InpaintParams
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
@@ -146,15 +145,3 @@ async def test_rerun_failed_redoes_only_fixed_rows_and_merges_report(
     assert len(report) == 4
     assert report.loc["rocket.jpg", "status"] == "succeeded"
     assert set(report.drop(index="rocket.jpg")["status"]) == {"succeeded"}
-
-
-async def test_a_second_run_on_a_busy_output_folder_stops_before_paying(
-    batch: Path, tmp_path: Path, server: LocalServer
-) -> None:
-    out = tmp_path / "out"
-    with exclusive_use(out / ".inpaint-state"):  # as if another run were still going
-        state = await run(batch, out, server)
-
-    assert state.is_failed()
-    assert "in use" in (state.message or "")
-    assert job_counts(server).total_submits == 0

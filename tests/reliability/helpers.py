@@ -8,7 +8,9 @@ say "job X was paid for twice" rather than "some job was".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,9 +25,10 @@ from PIL import Image
 
 from inpaint_flows.images import encode_payload, validate_result_image
 from inpaint_flows.jobs import discover_jobs
-from inpaint_flows.ledger import LedgerEntry
+from inpaint_flows.ledger import LedgerEntry, entry_from_row
 from inpaint_flows.models import InpaintParams
 from inpaint_flows.report import read_report
+from inpaint_flows.store_location import SQLITE_FILE
 from novita_local.server import LocalServer
 from novita_local.stats import content_hash
 from tests.flows.helpers import call_batch_flow
@@ -107,13 +110,27 @@ def server_view(server: LocalServer | str) -> ServerView:
 
 
 def ledger_entries(state_dir: Path) -> dict[str, LedgerEntry]:
-    """Job name -> ledger entry, read from the files (as a later run would)."""
+    """Job name -> ledger entry, read from the SQLite job store as a later run would decode it.
+
+    Read with the standard library, so a test can look while the run writes (WAL: a reader
+    sees the last commit).
+    """
     entries: dict[str, LedgerEntry] = {}
-    if not state_dir.is_dir():
+    path = state_dir / SQLITE_FILE
+    if not path.is_file():
         return entries
-    for path in sorted(state_dir.glob("*/*.json")):
-        entry = LedgerEntry.model_validate_json(path.read_text(encoding="utf-8"))
-        entries[entry.name] = entry
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        db.row_factory = sqlite3.Row
+        try:
+            rows = db.execute("SELECT * FROM inpaint_jobs").fetchall()
+        except sqlite3.OperationalError as exc:  # the first run has not made the table yet
+            if "no such table" in str(exc):
+                return entries
+            raise
+    for row in rows:
+        entry = entry_from_row(dict(row))
+        if entry is not None:
+            entries[entry.name] = entry
     return entries
 
 
