@@ -22,12 +22,15 @@ a process that can ask someone itself (the CLI in a terminal) registers a `Decid
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from pydantic import ValidationError
 
 from inpaint_flows.models import InpaintParams, Job, JobOutcome, JobStatus
 from inpaint_flows.pipeline import outcome_for
@@ -216,3 +219,27 @@ def deciding_with(decider: Decider) -> Iterator[None]:
 def local_decider() -> Decider | None:
     """The decider registered in this process, if any (else the dashboard is asked)."""
     return _deciders[-1] if _deciders else None
+
+
+CONSOLE_QUESTION = (
+    "Approve the rest? [a]pprove, [c]ancel, or request fields to change as JSON "
+    '(e.g. {"strength": 0.6}; the canary jobs they change are redone): '
+)
+
+
+def verdict_from_answer(text: str, defaults: InpaintParams, by: str) -> Verdict:
+    """A typed answer to `CONSOLE_QUESTION` as a verdict; ValueError says what was wrong."""
+    answer = text.strip()
+    if answer.lower() in ("a", "approve", "y", "yes"):
+        return Verdict("approve", by=by)
+    if answer.lower() in ("c", "cancel", "n", "no"):
+        return Verdict("cancel", by=by)
+    if answer.startswith("{"):
+        try:
+            changes = json.loads(answer)
+            if not isinstance(changes, dict):
+                raise ValueError("not a JSON object")
+            return Verdict("approve", defaults.with_overrides(changes), by=by)
+        except (ValueError, ValidationError) as exc:
+            raise ValueError(f"Those request fields are not valid: {exc}") from None
+    raise ValueError("Answer a (approve), c (cancel) or a JSON object of request fields.")

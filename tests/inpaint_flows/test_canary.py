@@ -15,6 +15,7 @@ from inpaint_flows.canary import (
     held_back_message,
     pick_canary,
     review_markdown,
+    verdict_from_answer,
 )
 from inpaint_flows.models import InpaintParams, Job, JobStatus
 
@@ -136,3 +137,37 @@ def test_the_form_is_prefilled_with_the_batch_defaults_and_needs_a_choice() -> N
 )
 def test_the_pause_looks_for_an_answer_often_enough(timeout_s: float, interval: int) -> None:
     assert poll_interval_s(timeout_s) == interval
+
+
+@pytest.mark.parametrize(
+    ("typed", "action"),
+    [
+        pytest.param("a", "approve", id="a"),
+        pytest.param(" Approve\n", "approve", id="word"),
+        pytest.param("c", "cancel", id="c"),
+        pytest.param("no", "cancel", id="no"),
+    ],
+)
+def test_a_typed_answer_approves_or_cancels(typed: str, action: str) -> None:
+    verdict = verdict_from_answer(typed, DEFAULTS, "the terminal")
+    assert verdict.action == action and verdict.by == "the terminal"
+    assert verdict.new_defaults(DEFAULTS) is None
+
+
+def test_typed_request_fields_approve_with_new_defaults() -> None:
+    verdict = verdict_from_answer('{"strength": 0.6}', DEFAULTS, "the terminal")
+    assert verdict.new_defaults(DEFAULTS) == DEFAULTS.evolve(strength=0.6)
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        pytest.param("maybe", "Answer a", id="unknown-word"),
+        pytest.param('{"strength": 7}', "not valid", id="out-of-range"),
+        pytest.param('{"strenght": 0.5}', "not valid", id="misspelt-field"),
+        pytest.param("{not json", "not valid", id="bad-json"),
+    ],
+)
+def test_an_unreadable_answer_is_asked_again_with_why(typed: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        verdict_from_answer(typed, DEFAULTS, "the terminal")
