@@ -9,7 +9,9 @@ retries, pacing, batch-wide stops and idempotence live in `inpaint_flows` and ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger
@@ -97,6 +99,53 @@ async def _inpaint(
     return outcomes
 
 
+async def _with_canary(
+    canary: list[Job],
+    rest: list[Job],
+    settings: BatchSettings,
+    inpaint: Callable[[list[Job]], Awaitable[list[JobOutcome]]],
+    find_jobs: Callable[[BatchSettings], Awaitable[list[Job]]],
+    checked: Callable[[list[Job], BatchRun], Awaitable[list[Job]]],
+    run: BatchRun,
+    live: LiveProgress,
+) -> tuple[list[JobOutcome], Verdict | None, BatchSettings]:
+    """The canary first, then the answer decides what happens to the rest.
+
+    Returns every job's row, the answer (None if none was asked) and the settings the rest ran
+    with (new request defaults when approved with them).
+    """
+    logger = get_run_logger()
+    tried = await inpaint(canary)
+    if run.halt.stopped:
+        # Stopped batch-wide during the canary (key, balance, API): nothing to ask; the rest is
+        # reported not-submitted with that cause, as in any stopped batch.
+        return tried + await inpaint(rest), None, settings
+    api = run.endpoint.label
+    review = await publish_canary(_unwalked(tried), settings, len(rest), api)
+    decide = local_decider() or ask_dashboard
+    verdict = (await decide(review)).settled(settings.canary_timeout_action)
+    logger.info("Canary answered by %s: %s", verdict.by, verdict.action)
+    new_defaults = verdict.new_defaults(settings.defaults)
+    if new_defaults is not None:
+        # The jobs found again with the new defaults: a canary job whose request did not
+        # change keeps its row (same job key); a changed one is redone with the rest.
+        settings = settings.replace(defaults=new_defaults)
+        save_settings(settings)
+        found = await checked(await find_jobs(settings), run)
+        redo = changed_jobs(canary, found)
+        tried = [o for o in tried if o.name not in {job.name for job in redo}]
+        rest = redo + [job for job in found if job.name not in {j.name for j in canary}]
+        live.total += len(redo)
+        logger.info("Canary: %d job(s) redone with the new defaults", len(redo))
+    if verdict.action == "approve":
+        return tried + await inpaint(rest), verdict, settings
+    # Inputs already known to be unusable cost nothing: reported invalid as usual.
+    unusable = [job for job in rest if job.problem is not None]
+    held = [job for job in rest if job.problem is None]
+    outcomes = tried + await inpaint(unusable)
+    return outcomes + held_back(held, *held_back_message(verdict, review), api), verdict, settings
+
+
 @flow(name="inpaint-batch", flow_run_name=_batch_run_name, log_prints=False)
 async def inpaint_batch(
     settings: BatchSettings,
@@ -173,35 +222,10 @@ async def inpaint_batch(
                 outcomes = await _inpaint(jobs, run, size=size, lanes=lanes, live=live)
             else:
                 logger.info("Canary: %d of %d jobs first", len(canary), len(jobs))
-                tried = await _inpaint(canary, run, size=size, lanes=lanes, live=live)
-                review = await publish_canary(_unwalked(tried), settings, len(rest), api)
-                decide = local_decider() or ask_dashboard
-                verdict = (await decide(review)).settled(settings.canary_timeout_action)
-                logger.info("Canary answered by %s: %s", verdict.by, verdict.action)
-                new_defaults = verdict.new_defaults(settings.defaults)
-                if new_defaults is not None:
-                    # Jobs found again with the new defaults: a canary job whose request did
-                    # not change keeps its row; a changed one is redone (a new job key).
-                    settings = settings.replace(defaults=new_defaults)
-                    save_settings(settings)
-                    found = await checked(await find_jobs(settings), run)
-                    redo = changed_jobs(canary, found)
-                    redone = {job.name for job in redo}
-                    tried = [o for o in tried if o.name not in redone]
-                    tried_names = {job.name for job in canary}
-                    rest = redo + [job for job in found if job.name not in tried_names]
-                    live.total += len(redo)
-                    logger.info("Canary: %d job(s) redone with the new defaults", len(redo))
-                if verdict.action == "approve":
-                    outcomes = tried + await _inpaint(rest, run, size=size, lanes=lanes, live=live)
-                else:
-                    # Inputs already known unusable cost nothing: reported invalid as usual.
-                    unusable = [job for job in rest if job.problem is not None]
-                    held = [job for job in rest if job.problem is None]
-                    outcomes = tried + await _inpaint(
-                        unusable, run, size=size, lanes=lanes, live=live
-                    )
-                    outcomes += held_back(held, *held_back_message(verdict, review), api)
+                inpaint = functools.partial(_inpaint, run=run, size=size, lanes=lanes, live=live)
+                outcomes, verdict, settings = await _with_canary(
+                    canary, rest, settings, inpaint, find_jobs, checked, run, live
+                )
             stop = run.halt.stop
 
     report: BatchReport = await write_report(
