@@ -30,9 +30,16 @@ from prefect.input.actions import aread_flow_run_input
 from prefect.input.run_input import keyset_from_base_key
 from prefect.states import Running
 from prefect.utilities.engine import propose_state
-from pydantic import Field
+from pydantic import Field, create_model
 
-from inpaint_flows.canary import PAUSE_GRACE_S, PAUSE_KEY, CanaryReview, Verdict, review_markdown
+from inpaint_flows.canary import (
+    PAUSE_GRACE_S,
+    PAUSE_KEY,
+    CanaryReview,
+    Verdict,
+    action_help,
+    review_markdown,
+)
 from inpaint_flows.models import InpaintParams
 
 # The keyset Prefect derives for a pause named "Paused" with our key
@@ -40,10 +47,13 @@ from inpaint_flows.models import InpaintParams
 KEYSET = keyset_from_base_key(f"paused-{PAUSE_KEY}")
 
 
+ActionChoice = Literal["approve", "cancel"]
+
+
 class CanaryDecision(RunInput):
     """Approve the rest of the batch, maybe with other request defaults, or cancel it."""
 
-    action: Literal["approve", "cancel"] = Field(
+    action: ActionChoice = Field(
         description="approve: run the rest of the batch. cancel: send nothing more (the rest "
         "is reported not-submitted)."
     )
@@ -55,10 +65,22 @@ class CanaryDecision(RunInput):
 
 
 def decision_form(review: CanaryReview) -> type[CanaryDecision]:
-    """The form for this canary: its summary above, the batch's defaults prefilled."""
-    return CanaryDecision.with_initial_data(
+    """The form for this canary: its summary above, the batch's defaults prefilled.
+
+    The summary is also the `action` field's help: Prefect 3.9's dashboard renders the form's
+    description in a box of zero height (the markdown is in the page, but nobody sees it), while
+    field help shows.
+    """
+    prefilled = CanaryDecision.with_initial_data(
         description=review_markdown(review), defaults=review.defaults
     )
+    form = create_model(
+        "CanaryDecision",
+        __base__=prefilled,
+        action=(ActionChoice, Field(description=action_help(review))),
+    )
+    form._description = prefilled._description
+    return form
 
 
 def poll_interval_s(timeout_s: float) -> int:

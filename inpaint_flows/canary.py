@@ -94,6 +94,16 @@ def held_back(jobs: Sequence[Job], reason: str, message: str, api: str | None) -
     ]
 
 
+def action_help(review: CanaryReview) -> str:
+    """The help under the form's `action` field: what was tried, where to look, what each
+    choice does (shown even where a dashboard hides the form's description)."""
+    return (
+        f"{review.headline()}. Look at the canary gallery first: {review.gallery} . "
+        f"approve: run the rest ({review.waiting} job(s)). cancel: send nothing more (the rest "
+        "is reported not-submitted)."
+    )
+
+
 # ------------------------------------------------------------------------------- the answer
 
 
