@@ -110,12 +110,20 @@ async def ask_dashboard(review: CanaryReview) -> Verdict:
 
 
 async def _leave_pause(form: type[CanaryDecision]) -> CanaryDecision | None:
-    """Our deadline passed: resume the run ourselves; an answer given just now still counts."""
+    """Our deadline passed: resume the run ourselves; an answer given just now still counts.
+
+    A run cancelled with the dashboard's Cancel button while paused (where nothing killed its
+    process, e.g. a local run) counts as cancelled: its report is still written.
+    """
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None
     run_id = context.flow_run.id
     async with get_client() as client:
         current = await client.read_flow_run(run_id)
+        if current.state is not None and (
+            current.state.is_cancelling() or current.state.is_cancelled()
+        ):
+            return form(action="cancel")
         if current.state is None or not current.state.is_running():
             await propose_state(
                 client,

@@ -216,3 +216,22 @@ async def test_an_unanswered_canary_times_out_cleanly_with_a_resumable_report(
     )
     assert again.is_completed(), again.message
     assert job_counts(server).submits_per_job == [1] * 6
+
+
+async def test_cancel_pressed_on_the_paused_run_still_ends_with_a_report(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    """The dashboard's Cancel button instead of the form, on a run no worker kills."""
+    from prefect.states import Cancelling
+
+    batch = CanaryRun(tmp_path, server, "canary-cancel-button", canary_timeout_s=4.0)
+    run = await batch.paused()
+    async with get_client() as client:
+        await client.set_flow_run_state(run.id, Cancelling(), force=True)
+
+    state = await batch.finished()
+
+    assert job_counts(server).total_submits == 3
+    report = batch.report()
+    assert set(report.loc[list(REST), "reason"]) == {REASON_CANCELLED}
+    assert state.is_cancelled(), state
