@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from types import FrameType
@@ -20,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.options import RUN_ONLY, settings_from_options, with_settings_options
-from inpaint_flows import progress
+from inpaint_flows import canary, progress
 from inpaint_flows.client import DEFAULT_BASE_URL
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.secrets import ENV_VAR
@@ -64,10 +66,73 @@ def _local_or_given(options: Mapping[str, Any]) -> dict[str, Any]:
     return fixed
 
 
+async def _read_line(prompt: str, timeout_s: float) -> str | None:
+    """A line typed in the terminal, or None at end of input or after `timeout_s`.
+
+    Read in a daemon thread: a person who never answers must not keep the process alive.
+    """
+    loop = asyncio.get_running_loop()
+    typed: asyncio.Future[str | None] = loop.create_future()
+
+    def read() -> None:
+        try:
+            line: str | None = input(prompt)
+        except (EOFError, OSError):
+            line = None
+        loop.call_soon_threadsafe(answer, line)
+
+    def answer(line: str | None) -> None:
+        if not typed.done():  # not already given up on
+            typed.set_result(line)
+
+    threading.Thread(target=read, name="canary-answer", daemon=True).start()
+    try:
+        return await asyncio.wait_for(typed, timeout_s)
+    except TimeoutError:
+        return None
+
+
+def _console_decider(bar: Progress) -> canary.Decider:
+    """Ask about a canary in the terminal; without one (no TTY), apply the timeout rule at once.
+
+    A run started from a script or CI has nobody to ask: waiting would only hang it, so the
+    batch's `canary_timeout_action` decides now, and says so.
+    """
+
+    async def decide(review: canary.CanaryReview) -> canary.Verdict:
+        console.print(f"{review.headline()}.\nCanary gallery: {review.gallery}", soft_wrap=True)
+        if not sys.stdin.isatty():
+            console.print(
+                "No terminal to ask (stdin is not a TTY): the canary timeout rule applies now "
+                f"({review.timeout_action}). Look at the gallery, then run again with "
+                "--canary 0 to run the rest (the canary is not paid twice).",
+                soft_wrap=True,
+            )
+            return canary.Verdict("timeout", by="the command line (no terminal to ask)")
+        bar.stop()
+        try:
+            deadline = asyncio.get_running_loop().time() + review.timeout_s
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                line = await _read_line(canary.CONSOLE_QUESTION, left)
+                if line is None:
+                    break
+                try:
+                    return canary.verdict_from_answer(line, review.defaults, "the terminal")
+                except ValueError as exc:
+                    console.print(str(exc), soft_wrap=True)
+            console.print(f"No answer: the canary timeout rule applies ({review.timeout_action}).")
+            return canary.Verdict("timeout", by="the terminal (no answer)")
+        finally:
+            bar.start()
+
+    return decide
+
+
 def _run_flow(coro_factory: Callable[[], Awaitable[Any]], label: str, out: str) -> bool:
     """Run a flow coroutine with a progress bar; True when it ended Completed.
 
-    Ctrl-C (or SIGTERM) ends with one line saying what is kept and how to resume.
+    Ctrl-C (or SIGTERM) ends with one line saying what is kept and how to resume. A canary is
+    asked about here, in the terminal, instead of in the dashboard.
     """
     previous = signal.getsignal(signal.SIGTERM)
 
@@ -89,7 +154,7 @@ def _run_flow(coro_factory: Callable[[], Awaitable[Any]], label: str, out: str) 
             def listener(done: int, total: int) -> None:
                 bar.update(task_id, completed=done, total=total)
 
-            with progress.listening(listener):
+            with progress.listening(listener), canary.deciding_with(_console_decider(bar)):
                 state: Any = asyncio.run(cast(Coroutine[Any, Any, Any], coro_factory()))
     except KeyboardInterrupt:
         console.print(

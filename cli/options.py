@@ -50,7 +50,10 @@ _NESTED: dict[str, tuple[type[BaseModel], dict[str, tuple[str, ...]], frozenset[
 # Fields that are not options: the argument, and the nested models (flattened instead).
 _NOT_OPTIONS = frozenset({"source", *_NESTED})
 # Settings only the batch command has (check shares the rest).
-RUN_ONLY = frozenset({"chunk_size", "poll_timeout_s", "request_timeout_s", "batch_name"})
+RUN_ONLY = frozenset(
+    {"chunk_size", "poll_timeout_s", "request_timeout_s", "batch_name"}
+    | {"canary", "canary_timeout_s", "canary_timeout_action"}
+)
 
 
 @dataclass(frozen=True)

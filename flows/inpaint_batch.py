@@ -1,4 +1,5 @@
-"""The batch flow: discover → check names → per chunk (load+validate → inpaint) → report.
+"""The batch flow: discover → check names → [canary → approval] → per chunk (load+validate →
+inpaint) → report.
 
 Only orchestration lives here: which tasks run, in what order, how many at once. Per-job work,
 retries, pacing, batch-wide stops and idempotence live in `inpaint_flows` and are wrapped by
@@ -8,21 +9,33 @@ retries, pacing, batch-wide stops and idempotence live in `inpaint_flows` and ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Cancelled, Completed, Failed, State
 from prefect.utilities.annotations import quote
 
 from inpaint_flows.account import shared_pace
+from inpaint_flows.approval import ask_dashboard
 from inpaint_flows.batch import BatchRun, open_run
+from inpaint_flows.canary import (
+    Verdict,
+    changed_jobs,
+    held_back,
+    held_back_message,
+    local_decider,
+    pick_canary,
+)
 from inpaint_flows.check import with_name_problems
 from inpaint_flows.chunking import chunk_label, chunk_size_for, chunked, chunks_open_for
 from inpaint_flows.containment import crashed_chunk_outcomes
 from inpaint_flows.deployments import SHARD_DEPLOYMENT
 from inpaint_flows.endpoint import resolve_endpoint
+from inpaint_flows.errors import ConfigError
 from inpaint_flows.finalize import BatchReport
 from inpaint_flows.models import RERUN_STATUSES, Job, JobOutcome
 from inpaint_flows.pacing import RateLimiter
@@ -37,6 +50,7 @@ from inpaint_flows.shards import (
 )
 from inpaint_flows.spec import failed_names, load_settings, save_settings
 from tasks.artifacts import LiveProgress, publish
+from tasks.canary import publish_canary
 from tasks.check import check_model_names
 from tasks.discover import discover
 from tasks.inpaint import inpaint_jobs
@@ -60,6 +74,89 @@ def _unwalked(value: T) -> T:
     return cast(T, quote(value))
 
 
+async def _inpaint(
+    jobs: list[Job],
+    run: BatchRun,
+    *,
+    size: int,
+    lanes: asyncio.Semaphore,
+    live: LiveProgress,
+) -> list[JobOutcome]:
+    """Every job's report row: chunks of `size` jobs, `lanes` chunks open at once."""
+    logger = get_run_logger()
+    chunks = chunked(jobs, size)
+
+    async def run_chunk(index: int, chunk: list[Job]) -> list[JobOutcome]:
+        label = chunk_label(index, len(chunks), [job.name for job in chunk])
+        async with lanes:
+            states = await load_and_validate(_unwalked(chunk), label)
+            states = await inpaint_jobs(_unwalked(states), _unwalked(run), label)
+        await live.advance(len(chunk))
+        return [s.outcome for s in states if s.outcome]  # only report rows stay
+
+    results = await asyncio.gather(
+        *(run_chunk(i, c) for i, c in enumerate(chunks)), return_exceptions=True
+    )
+    # A chunk whose task failed after its retries still gives one row per input.
+    outcomes: list[JobOutcome] = []
+    for chunk, result in zip(chunks, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result  # cancellation and interrupts are not a chunk's failure
+            logger.error("A chunk failed after its retries: %s", result)
+            outcomes += crashed_chunk_outcomes(chunk, result, api=run.endpoint.label)
+        else:
+            outcomes += result
+    return outcomes
+
+
+async def _with_canary(
+    canary: list[Job],
+    rest: list[Job],
+    settings: BatchSettings,
+    inpaint: Callable[[list[Job]], Awaitable[list[JobOutcome]]],
+    find_jobs: Callable[[BatchSettings], Awaitable[list[Job]]],
+    checked: Callable[[list[Job], BatchRun], Awaitable[list[Job]]],
+    run: BatchRun,
+    live: LiveProgress,
+) -> tuple[list[JobOutcome], Verdict | None, BatchSettings]:
+    """The canary first, then the answer decides what happens to the rest.
+
+    Returns every job's row, the answer (None if none was asked) and the settings the rest ran
+    with (new request defaults when approved with them).
+    """
+    logger = get_run_logger()
+    tried = await inpaint(canary)
+    if run.halt.stopped:
+        # Stopped batch-wide during the canary (key, balance, API): nothing to ask; the rest is
+        # reported not-submitted with that cause, as in any stopped batch.
+        return tried + await inpaint(rest), None, settings
+    api = run.endpoint.label
+    review = await publish_canary(_unwalked(tried), settings, len(rest), api)
+    decide = local_decider() or ask_dashboard
+    verdict = (await decide(review)).settled(settings.canary_timeout_action)
+    logger.info("Canary answered by %s: %s", verdict.by, verdict.action)
+    new_defaults = verdict.new_defaults(settings.defaults)
+    if new_defaults is not None:
+        # The jobs found again with the new defaults: a canary job whose request did not
+        # change keeps its row (same job key); a changed one is redone with the rest.
+        settings = settings.replace(defaults=new_defaults)
+        save_settings(settings)
+        found = await checked(await find_jobs(settings), run)
+        redo = changed_jobs(canary, found)
+        tried = [o for o in tried if o.name not in {job.name for job in redo}]
+        rest = redo + [job for job in found if job.name not in {j.name for j in canary}]
+        live.total += len(redo)
+        logger.info("Canary: %d job(s) redone with the new defaults", len(redo))
+    if verdict.action == "approve":
+        return tried + await inpaint(rest), verdict, settings
+    # Inputs already known to be unusable cost nothing: reported invalid as usual.
+    unusable = [job for job in rest if job.problem is not None]
+    held = [job for job in rest if job.problem is None]
+    outcomes = tried + await inpaint(unusable)
+    return outcomes + held_back(held, *held_back_message(verdict, review), api), verdict, settings
+
+
 @flow(name="inpaint-batch", flow_run_name=_batch_run_name, log_prints=False)
 async def inpaint_batch(
     settings: BatchSettings,
@@ -76,19 +173,36 @@ async def inpaint_batch(
         rows_to: set by a sharded batch's parent for its children (`inpaint_flows.shards`):
             save this run's rows there; the parent writes the report.
 
+    With `settings.canary`, a few jobs run first and the run waits for their approval (in the
+    dashboard, or the terminal that started it) before the rest is paid for
+    (`inpaint_flows.canary`).
+
     Returns Completed when every job succeeded (or was already done), Failed otherwise, after
-    the report is written, so the dashboard shows the failure and offers Retry.
+    the report is written, so the dashboard shows the failure and offers Retry; Cancelled when
+    the canary was cancelled.
     """
     logger = get_run_logger()
     started = time.monotonic()
     name = settings.name
 
-    jobs: list[Job] = await discover(
-        settings.source, settings.defaults, settings.mask, settings.masks
-    )
-    if only is not None:
-        wanted = set(only)
-        jobs = [job for job in jobs if job.name in wanted]
+    async def find_jobs(settings: BatchSettings) -> list[Job]:
+        jobs: list[Job] = await discover(
+            settings.source, settings.defaults, settings.mask, settings.masks
+        )
+        if only is not None:
+            wanted = set(only)
+            jobs = [job for job in jobs if job.name in wanted]
+        return jobs
+
+    async def checked(jobs: list[Job], run: BatchRun) -> list[Job]:
+        if not (settings.check_names and jobs):
+            return jobs
+        names = await check_model_names(_unwalked(jobs), _unwalked(run))
+        if names.skipped:
+            logger.warning("Model names not checked: %s", names.skipped)
+        return with_name_problems(jobs, names)
+
+    jobs = await find_jobs(settings)
     if settings.shards > 1 and rows_to is None:
         return await _in_shards(settings, jobs, merge_report, started)
     size = chunk_size_for(
@@ -98,6 +212,7 @@ async def inpaint_batch(
         images_per_minute=settings.images_per_minute,
     )
     lanes = asyncio.Semaphore(chunks_open_for(settings.max_in_flight, size))
+    verdict: Verdict | None = None
 
     # Other runs may work in the same folder at once: each job is claimed in the job store
     # before it is paid for (`inpaint_flows.ledger`). batch.json and the report are replaced
@@ -118,45 +233,27 @@ async def inpaint_batch(
             endpoint.label,
             pace.describe(),
         )
-        if settings.check_names and jobs:
-            names = await check_model_names(_unwalked(jobs), _unwalked(run))
-            if names.skipped:
-                logger.warning("Model names not checked: %s", names.skipped)
-            jobs = with_name_problems(jobs, names)
-        chunks = chunked(jobs, size)
-        live = await LiveProgress.start(name, len(jobs))
-
-        async def run_chunk(index: int, chunk: list[Job], run: BatchRun) -> list[JobOutcome]:
-            label = chunk_label(index, len(chunks), [job.name for job in chunk])
-            async with lanes:
-                states = await load_and_validate(_unwalked(chunk), label)
-                states = await inpaint_jobs(_unwalked(states), _unwalked(run), label)
-            await live.advance(len(chunk))
-            return [s.outcome for s in states if s.outcome]  # only report rows stay
-
-        results = await asyncio.gather(
-            *(run_chunk(i, c, run) for i, c in enumerate(chunks)), return_exceptions=True
-        )
         api = endpoint.label
+        jobs = await checked(jobs, run)
+        live = await LiveProgress.start(name, len(jobs))
+        canary, rest = pick_canary(jobs, settings.canary)
+        if not canary:
+            outcomes = await _inpaint(jobs, run, size=size, lanes=lanes, live=live)
+        else:
+            logger.info("Canary: %d of %d jobs first", len(canary), len(jobs))
+            inpaint = functools.partial(_inpaint, run=run, size=size, lanes=lanes, live=live)
+            outcomes, verdict, settings = await _with_canary(
+                canary, rest, settings, inpaint, find_jobs, checked, run, live
+            )
         stop = run.halt.stop
 
-    # A chunk whose task failed after its retries still gives one row per input.
-    outcomes: list[JobOutcome] = []
-    for chunk, result in zip(chunks, results, strict=True):
-        if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
-                raise result  # cancellation and interrupts are not a chunk's failure
-            logger.error("A chunk failed after its retries: %s", result)
-            outcomes += crashed_chunk_outcomes(chunk, result, api=api)
-        else:
-            outcomes += result
     stopped = None if stop is None else f"Batch stopped ({stop.reason}): {stop.message}"
     if rows_to is not None:  # a shard: its parent writes the report from every shard's rows
         save_rows(outcomes, rows_to)
         failed = sum(o.status in RERUN_STATUSES for o in outcomes)
         message = f"{len(outcomes)} jobs, {failed} failed; rows for the parent run: {rows_to}"
         return Failed(message=message) if failed else Completed(message=message)
-    return await _report(settings, outcomes, merge_report, api, stopped, started)
+    return await _report(settings, outcomes, merge_report, api, stopped, started, verdict)
 
 
 async def _report(
@@ -166,8 +263,10 @@ async def _report(
     api: str | None,
     stopped: str | None,
     started: float,
+    verdict: Verdict | None = None,
 ) -> State:
-    """Write the report, publish the artifacts, and end Failed when any row failed."""
+    """Write the report, publish the artifacts; end Failed when any row failed, Cancelled when
+    the canary was cancelled."""
     name = settings.name
     report: BatchReport = await write_report(
         _unwalked(outcomes), settings.out, f"Inpainting: {name}", merge_report, api
@@ -178,6 +277,13 @@ async def _report(
     message = f"{len(outcomes)} jobs this run ({counts or 'nothing to do'}); report: {report.csv}"
     if stopped is not None:
         message = f"{stopped} {message}"
+    if verdict is not None and verdict.action == "cancel":
+        return Cancelled(message=f"Canary cancelled in {verdict.by}: {message}", data=report)
+    if verdict is not None and verdict.action == "timeout":
+        message = (
+            f"Canary not approved within {settings.canary_timeout_s:.0f} s, so the rest was "
+            f"not sent (run the batch again to be asked again): {message}"
+        )
     if report.failed:
         return Failed(
             message=f"{report.failed} of {len(report.outcomes)} failed: {message}", data=report
@@ -192,13 +298,19 @@ async def _in_shards(
     workers; then one report from every shard's rows."""
     from prefect.deployments import arun_deployment
 
-    logger = get_run_logger()
+    if settings.canary:
+        raise ConfigError(
+            "A canary cannot be asked for a batch split into shards yet: run it with shards 1 "
+            "and the canary first (the jobs it did are then skipped at no cost), then with "
+            "shards and canary 0.",
+            reason="CANARY_WITH_SHARDS",
+        )
     await require_shard_deployment()
     parts = split([job.name for job in jobs], settings.shards)
     parent = str(flow_run.id or "local")
     paths = [rows_path(settings.out, parent, i) for i in range(len(parts))]
     save_settings(settings)
-    logger.info("Batch %s: %d jobs in %d shards", settings.name, len(jobs), len(parts))
+    get_run_logger().info("Batch %s: %d jobs in %d shards", settings.name, len(jobs), len(parts))
     children = await asyncio.gather(
         *(
             arun_deployment(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy.engine import make_url
@@ -159,6 +159,22 @@ class BatchSettings(BaseModel):
         default=True,
         description="Check model, VAE, LoRA and embedding names against GET /v3/model (free) "
         "before paying for anything.",
+    )
+    canary: int = Field(
+        default=0,
+        ge=0,
+        description="Jobs to try first (spread over the batch); then wait for approval in the "
+        "dashboard (or the terminal) before paying for the rest. 0: no canary.",
+    )
+    canary_timeout_s: Annotated[float, Cli("--canary-timeout")] = Field(
+        default=3600.0, gt=0, description="Seconds to wait for the canary's approval."
+    )
+    canary_timeout_action: Annotated[Literal["stop", "approve"], Cli("--canary-timeout-action")] = (
+        Field(
+            default="stop",
+            description="When nobody answers in time: 'stop' (the rest is reported not-submitted, "
+            "nothing more is paid; run again to be asked again) or 'approve' (run the rest).",
+        )
     )
 
     @property

@@ -39,7 +39,9 @@ def split(names: Sequence[str], shards: int) -> list[list[str]]:
 def shard_settings(settings: BatchSettings, index: int, count: int) -> BatchSettings:
     """A child's settings: the batch's, run here (no further shards), with a name of its own
     for its progress artifact."""
-    return settings.replace(shards=1, batch_name=f"{settings.name}-shard-{index + 1}-of-{count}")
+    return settings.replace(
+        shards=1, canary=0, batch_name=f"{settings.name}-shard-{index + 1}-of-{count}"
+    )
 
 
 def rows_path(out: str | Path, parent_run: str, index: int) -> Path:
