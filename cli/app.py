@@ -285,6 +285,11 @@ _TIMEZONE = typer.Option(None, help="IANA timezone of the cron, e.g. UTC.")
 _KEY_SECRET = typer.Option(
     None, help="Secret block name for the key ('' = read NOVITA_API_KEY instead)."
 )
+_CANARY = typer.Option(
+    None,
+    min=0,
+    help="Each night, try this many jobs and wait for approval in the dashboard first.",
+)
 
 
 def _overrides(
@@ -293,6 +298,7 @@ def _overrides(
     cron: str | None,
     timezone: str | None,
     secret: str | None,
+    canary: int | None = None,
 ) -> ServeOptions:
     from inpaint_flows.deployments import ServeOptions
 
@@ -302,6 +308,7 @@ def _overrides(
         cron=cron,
         timezone=timezone,
         api_key_secret=secret,
+        canary=canary,
     )
 
 
@@ -312,6 +319,7 @@ def serve(
     cron: str | None = _CRON,
     timezone: str | None = _TIMEZONE,
     api_key_secret: str | None = _KEY_SECRET,
+    canary: int | None = _CANARY,
 ) -> None:
     """Serve the project's deployments from this process (no work pool needed).
 
@@ -319,7 +327,7 @@ def serve(
     """
     from inpaint_flows.deploy import serve as serve_deployments
 
-    serve_deployments(_overrides(source, out, cron, timezone, api_key_secret))
+    serve_deployments(_overrides(source, out, cron, timezone, api_key_secret, canary))
 
 
 @app.command("prefect-yaml")
@@ -329,6 +337,7 @@ def prefect_yaml(
     cron: str | None = _CRON,
     timezone: str | None = _TIMEZONE,
     api_key_secret: str | None = _KEY_SECRET,
+    canary: int | None = _CANARY,
 ) -> None:
     """Print deployments/prefect.yaml for `prefect deploy`, rendered from the deployments'
     one definition (inpaint_flows/deployments.py), with these overrides.
@@ -337,7 +346,7 @@ def prefect_yaml(
     """
     from inpaint_flows.deployments import deployments, render_prefect_yaml, with_options
 
-    options = _overrides(source, out, cron, timezone, api_key_secret)
+    options = _overrides(source, out, cron, timezone, api_key_secret, canary)
     typer.echo(render_prefect_yaml(with_options(deployments(), options)), nl=False)
 
 

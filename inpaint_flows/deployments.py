@@ -153,6 +153,7 @@ class ServeOptions:
     cron: str | None = None
     timezone: str | None = None
     api_key_secret: str | None = None  # "" means: no Secret block (env key or local server)
+    canary: int | None = None  # jobs to try and have approved before the rest of each night
 
 
 def with_options(specs: Sequence[DeploymentSpec], options: ServeOptions) -> list[DeploymentSpec]:
@@ -167,6 +168,8 @@ def with_options(specs: Sequence[DeploymentSpec], options: ServeOptions) -> list
             batch.update({k: v for k, v in (("source", options.source), ("out", options.out)) if v})
             if options.api_key_secret is not None:
                 batch["api_key_secret"] = options.api_key_secret or None
+            if options.canary is not None:
+                batch["canary"] = options.canary
             params[SETTINGS] = batch
             if options.cron or options.timezone:
                 base = schedules[0] if schedules else ScheduleSpec(cron="0 2 * * *")

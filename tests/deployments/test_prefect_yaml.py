@@ -67,17 +67,25 @@ def test_prefect_yaml_is_what_the_definitions_render() -> None:
 
 def test_prefect_yaml_command_renders_the_definitions_with_overrides() -> None:
     result = CliRunner().invoke(
-        app, ["prefect-yaml", "--source", "photos", "--out", "out/photos", "--timezone", "UTC"]
+        app,
+        [
+            *("prefect-yaml", "--source", "photos", "--out", "out/photos"),
+            *("--timezone", "UTC", "--canary", "5"),
+        ],
     )
     assert result.exit_code == 0, result.output
     rendered = {d["name"]: d for d in yaml.safe_load(result.output)["deployments"]}
     settings = rendered["nightly"]["parameters"]["settings"]
     assert (settings["source"], settings["out"]) == ("photos", "out/photos")  # kept relative
+    assert settings["canary"] == 5  # each night waits for approval of 5 jobs first
     (schedule,) = rendered["nightly"]["schedules"]
     assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "UTC")
     assert rendered[RERUN_FAILED]["parameters"]["report"] == "out/photos/report.csv"
     assert result.output == render_prefect_yaml(
-        with_options(deployments(), ServeOptions(source="photos", out="out/photos", timezone="UTC"))
+        with_options(
+            deployments(),
+            ServeOptions(source="photos", out="out/photos", timezone="UTC", canary=5),
+        )
     )
 
 
@@ -159,7 +167,11 @@ def test_failure_automation_is_a_valid_automation_on_failed_inpaint_runs() -> No
     automation = load_automation(block_id, AUTOMATION_FILE)
 
     trigger = automation.trigger.model_dump()
-    assert set(trigger["expect"]) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert set(trigger["expect"]) == {
+        "prefect.flow-run.Failed",
+        "prefect.flow-run.Crashed",
+        "prefect.flow-run.Paused",  # a canary waits for approval
+    }
     assert "prefect.tag.inpaint" in str(trigger["match_related"])
     (action,) = automation.actions
     assert str(getattr(action, "block_document_id", "")) == block_id
