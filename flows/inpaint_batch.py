@@ -22,6 +22,7 @@ from inpaint_flows.chunking import chunk_label, chunk_size_for, chunked, chunks_
 from inpaint_flows.containment import crashed_chunk_outcomes
 from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.finalize import BatchReport
+from inpaint_flows.finishing import JobFinisher
 from inpaint_flows.ledger import exclusive_use
 from inpaint_flows.models import Job, JobOutcome
 from inpaint_flows.settings import BatchSettings
@@ -91,6 +92,7 @@ async def inpaint_batch(
         async with (
             resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
             open_run(settings, endpoint) as run,
+            JobFinisher(settings.out) as finisher,
         ):
             logger.info(
                 "Batch %s: %d jobs in chunks of ≤%d, API %s",
@@ -111,7 +113,9 @@ async def inpaint_batch(
                 label = chunk_label(index, len(chunks), [job.name for job in chunk])
                 async with lanes:
                     states = await load_and_validate(_unwalked(chunk), label)
-                    states = await inpaint_jobs(_unwalked(states), _unwalked(run), label)
+                    states = await inpaint_jobs(
+                        _unwalked(states), _unwalked(run), label, _unwalked(finisher)
+                    )
                 await live.advance(len(chunk))
                 return [s.outcome for s in states if s.outcome]  # only report rows stay
 
@@ -120,6 +124,7 @@ async def inpaint_batch(
             )
             api = endpoint.label
             stop = run.halt.stop
+            await finisher.drain()  # the last rows' thumbnails: then the gallery only renders
 
     # A chunk whose task failed after its retries still gives one row per input.
     outcomes: list[JobOutcome] = []
@@ -132,7 +137,12 @@ async def inpaint_batch(
         else:
             outcomes += result
     report: BatchReport = await write_report(
-        _unwalked(outcomes), settings.out, f"Inpainting: {name}", merge_report, api
+        _unwalked(outcomes),
+        settings.out,
+        f"Inpainting: {name}",
+        merge_report,
+        api,
+        _unwalked(finisher.thumbnails),
     )
     await publish(_unwalked(report), name, time.monotonic() - started)
 
