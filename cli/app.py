@@ -8,6 +8,7 @@ they cannot drift from what the flow accepts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.options import RUN_ONLY, settings_from_options, with_settings_options
+from cli.prefect_api import TemporaryApi, start_temporary_api
 from inpaint_flows import progress
 from inpaint_flows.client import DEFAULT_BASE_URL
 from inpaint_flows.memory import release_large_buffers
@@ -61,9 +63,15 @@ def _local_or_given(options: Mapping[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def _run_flow(coro_factory: Callable[[], Awaitable[Any]], label: str, out: str) -> bool:
+def _run_flow(
+    coro_factory: Callable[[], Awaitable[Any]],
+    label: str,
+    out: str,
+    api: TemporaryApi | None = None,
+) -> bool:
     """Run a flow coroutine with a progress bar; True when it ended Completed.
 
+    `api`: the temporary Prefect server started for this command (`cli.prefect_api`), if any.
     Ctrl-C (or SIGTERM) ends with one line saying what is kept and how to resume.
     """
     previous = signal.getsignal(signal.SIGTERM)
@@ -86,7 +94,10 @@ def _run_flow(coro_factory: Callable[[], Awaitable[Any]], label: str, out: str) 
             def listener(done: int, total: int) -> None:
                 bar.update(task_id, completed=done, total=total)
 
-            with progress.listening(listener):
+            with (
+                api.serving() if api else contextlib.nullcontext(),
+                progress.listening(listener),
+            ):
                 state: Any = asyncio.run(cast(Coroutine[Any, Any, Any], coro_factory()))
     except KeyboardInterrupt:
         console.print(
@@ -119,11 +130,15 @@ def run(
     options: Mapping[str, Any],
 ) -> None:
     """Inpaint a folder or manifest; writes results, report.csv/.parquet and index.html to OUT."""
+    settings = settings_from_options(str(source), options, **_local_or_given(options))
+    api = start_temporary_api()  # boots while the flow's modules load
     from flows.inpaint_batch import inpaint_batch
 
-    settings = settings_from_options(str(source), options, **_local_or_given(options))
     ok = _run_flow(
-        lambda: inpaint_batch(settings=settings, return_state=True), "inpainting", settings.out
+        lambda: inpaint_batch(settings=settings, return_state=True),
+        "inpainting",
+        settings.out,
+        api,
     )
     raise typer.Exit(0 if ok else 1)
 
@@ -192,10 +207,11 @@ def rerun_failed_cmd(
     """Rerun the failed, invalid and not-submitted rows of a report and merge them into it.
 
     Every setting of the batch is the one saved beside the report (batch.json)."""
-    from flows.inpaint_batch import rerun_failed
-
     if not report.is_file():
         raise typer.BadParameter(f"{report} does not exist: pass the report.csv of an earlier run.")
+    api = start_temporary_api()  # boots while the flow's modules load
+    from flows.inpaint_batch import rerun_failed
+
     ok = _run_flow(
         lambda: rerun_failed(
             report=str(report),
@@ -205,6 +221,7 @@ def rerun_failed_cmd(
         ),
         "rerunning failed",
         str(report.parent),
+        api,
     )
     raise typer.Exit(0 if ok else 1)
 
