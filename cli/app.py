@@ -277,23 +277,29 @@ def paint(
 
 
 def _mount_local_api() -> None:
-    """`local-api` when the `local` extra is installed; else a command that says how to get it."""
-    try:
-        from novita_local.cli import local_api
-    except ImportError as exc:
-        missing = exc.name
+    """`local-api`, whose server is imported only when it runs.
 
-        @app.command("local-api")
-        def local_api_missing() -> None:
-            """Start the local Novita-compatible server (needs inpaint-flows[local])."""
+    The server's packages (FastAPI, uvicorn, OpenCV) weigh ~40 MB in a process: `run` and the
+    other commands never load them. The command hands its arguments to the server's own CLI
+    (`novita_local.cli`), so its options and `--help` are that CLI's.
+    """
+
+    @app.command(
+        "local-api",
+        help="Start the local Novita-compatible server (inpaint-flows local-api --help).",
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def local_api(ctx: typer.Context) -> None:
+        try:
+            from novita_local.cli import app as local_app
+        except ImportError as exc:
             console.print(
-                f"The local server needs packages that are not installed ({missing}): "
+                f"The local server needs packages that are not installed ({exc.name}): "
                 "pip install 'inpaint-flows[local]'."
             )
-            raise typer.Exit(2)
-
-        return
-    app.command("local-api", help="Start the local Novita-compatible server.")(local_api)
+            raise typer.Exit(2) from None
+        local_app(args=list(ctx.args), prog_name="inpaint-flows local-api")
 
 
 _mount_local_api()
