@@ -3,14 +3,15 @@
 A batch spends most of its time waiting: on the API's tasks, on downloads. The gallery's
 thumbnails (original, mask, results: a decode, a resize and an encode each) used to be made
 after the last download, all at once: ~12 s for 800 photo-sized rows, on the critical path of
-every run. `JobFinisher` makes a row's thumbnails as soon as its job is final, in one worker
-thread, so at the end `write_gallery` only renders the page from the thumbnails already made.
+every run. `JobFinisher` makes a job's input thumbnails as it starts and its result's as soon
+as it is final, in one worker thread, so at the end `write_gallery` only renders the page from
+the thumbnails already made.
 
 One thread, not a pool: the work is CPU, it must not crowd out the event loop that keeps the
 other jobs polling, and one queue keeps the `Thumbnailer` single-threaded. Each queued item is
-a report row (paths, not pixels), so memory stays flat whatever the batch size. A job's slot of
-the in-flight limit is released before its thumbnails are queued: finishing never delays the
-next submit.
+a job or a report row (paths, not pixels), so memory stays flat whatever the batch size.
+Queuing takes no slot of the in-flight limit and returns at once: finishing never delays a
+submit.
 
 A failure here can cost a thumbnail, never a job: the row is simply made again (or shown as a
 placeholder) when the gallery is written.
@@ -20,17 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import TypeVar
 
 from inpaint_flows.batch import BatchRun
 from inpaint_flows.gallery import Thumbnailer
-from inpaint_flows.models import JobOutcome
+from inpaint_flows.models import Job, JobOutcome
 from inpaint_flows.pipeline import JobState
 from inpaint_flows.storage import StrPath
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class JobFinisher:
@@ -62,12 +65,23 @@ class JobFinisher:
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
 
+    def job_started(self, job: Job) -> None:
+        """Queue the thumbnails of `job`'s inputs (original, mask); returns at once.
+
+        They do not wait for the result: made while the job is with the API, they leave only
+        the result's thumbnail for when it ends, and little for after the last download.
+        """
+        self._queue(self._prepare_inputs, job)
+
     def job_finished(self, outcome: JobOutcome) -> None:
-        """Queue `outcome`'s thumbnails; returns at once."""
+        """Queue `outcome`'s thumbnails (those not made yet); returns at once."""
+        self._queue(self._prepare, outcome)
+
+    def _queue(self, work: Callable[[_T], None], item: _T) -> None:
         if self._executor is None:
             return  # closed: the gallery makes what is missing
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._prepare, outcome)
+        future = loop.run_in_executor(self._executor, work, item)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
 
@@ -75,6 +89,14 @@ class JobFinisher:
         """Wait for every queued row."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def _prepare_inputs(self, job: Job) -> None:
+        try:
+            self.thumbnails.thumb(job.image_path)
+            if job.mask_path:
+                self.thumbnails.thumb(job.mask_path)
+        except Exception:  # made again with the row
+            logger.debug("input thumbnails of %s deferred", job.name, exc_info=True)
 
     def _prepare(self, outcome: JobOutcome) -> None:
         try:
@@ -97,6 +119,8 @@ async def run_and_finish(
         return await run.run_jobs(states)
 
     async def one(state: JobState) -> JobState:
+        if not state.final:
+            finisher.job_started(state.job)
         (done,) = await run.run_jobs([state])
         if done.outcome is not None:
             finisher.job_finished(done.outcome)

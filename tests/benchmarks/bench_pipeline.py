@@ -604,13 +604,18 @@ def bench_e2e(bench: Bench) -> None:
     flags = _server_flags(latency=latency, workers=max(64, in_flight + 8))
     home = bench.dir("e2e-prefect-home")
     env = child_env(None, home)  # no PREFECT_API_URL: the CLI starts Prefect's own server
+    # Its start is given more than Prefect's 20 s: a busy shared machine can take longer.
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
     if not bench.quick:
         # A user's Prefect home already has its database: a two-job run creates it first.
         warm = bench.dir("e2e-warm-up")
         warm_source = photo_batch(warm / "in", bench.cache, 2, options.image_size)
         with bench.novita("e2e-warm-up", flags) as api:
             first = run_cli(
-                ["run", str(warm_source), "--out", str(warm / "out"), "--base-url", api.base_url],
+                [
+                    *("run", str(warm_source), "--out", str(warm / "out")),
+                    *("--base-url", api.base_url, "--ipm", "1000000"),
+                ],
                 env=env,
                 log=warm / "cli.log",
                 cwd=warm,

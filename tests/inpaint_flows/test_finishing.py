@@ -157,3 +157,22 @@ async def test_a_finisher_that_fails_costs_a_thumbnail_not_the_job(
     )
     assert len(_thumbs(out)) == 2  # made by the gallery instead
     assert "rocket.jpg" in Path(report.gallery).read_text(encoding="utf-8")
+
+
+async def test_a_jobs_input_thumbnails_are_made_as_it_starts(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (state,) = [s for s in _states() if s.job.name.startswith("rocket")]
+    async with JobFinisher(out) as finisher:
+        finisher.job_started(state.job)
+        await finisher.drain()
+    assert len(_thumbs(out)) == 2  # original and mask, before any result exists
+    made = {p.name: p.stat().st_mtime_ns for p in (out / THUMBS_DIR).iterdir()}
+    outcome = JobOutcome(
+        name=state.job.name,
+        image_path=state.job.image_path,
+        mask_path=state.job.mask_path,
+        status=JobStatus.FAILED,
+        params=InpaintParams(),
+    )
+    write_gallery([outcome], out, thumbnails=finisher.thumbnails)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / THUMBS_DIR).iterdir()} == made
