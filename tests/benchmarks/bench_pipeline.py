@@ -1,8 +1,9 @@
 """Benchmark the real batch flow against the local Novita server: pacing, overhead, polling,
-memory and a 10,000-job batch. Prints a table and JSON.
+memory, a 10,000-job batch, and the CLI end to end. Prints a table and JSON.
 
-    python -m tests.benchmarks.bench_pipeline                       # everything (~27 min)
+    python -m tests.benchmarks.bench_pipeline                       # everything (~45 min)
     python -m tests.benchmarks.bench_pipeline --only pacing,polling
+    python -m tests.benchmarks.bench_pipeline --only e2e --e2e-n 800,3000 --e2e-size 384
     python -m tests.benchmarks.bench_pipeline --quick --json out.json  # tiny N (smoke test)
 
 Set-up, the same for every figure:
