@@ -8,6 +8,7 @@ they cannot drift from what the flow accepts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.options import RUN_ONLY, settings_from_options, with_settings_options
+from cli.prefect_api import TemporaryApi, start_temporary_api
 from inpaint_flows import canary, progress
 from inpaint_flows.client import DEFAULT_BASE_URL
 from inpaint_flows.memory import release_large_buffers
@@ -128,9 +130,15 @@ def _console_decider(bar: Progress) -> canary.Decider:
     return decide
 
 
-def _run_flow(coro_factory: Callable[[], Awaitable[Any]], label: str, out: str) -> bool:
+def _run_flow(
+    coro_factory: Callable[[], Awaitable[Any]],
+    label: str,
+    out: str,
+    api: TemporaryApi | None = None,
+) -> bool:
     """Run a flow coroutine with a progress bar; True when it ended Completed.
 
+    `api`: the temporary Prefect server started for this command (`cli.prefect_api`), if any.
     Ctrl-C (or SIGTERM) ends with one line saying what is kept and how to resume. A canary is
     asked about here, in the terminal, instead of in the dashboard.
     """
@@ -154,7 +162,11 @@ def _run_flow(coro_factory: Callable[[], Awaitable[Any]], label: str, out: str) 
             def listener(done: int, total: int) -> None:
                 bar.update(task_id, completed=done, total=total)
 
-            with progress.listening(listener), canary.deciding_with(_console_decider(bar)):
+            with (
+                api.serving() if api else contextlib.nullcontext(),
+                progress.listening(listener),
+                canary.deciding_with(_console_decider(bar)),
+            ):
                 state: Any = asyncio.run(cast(Coroutine[Any, Any, Any], coro_factory()))
     except KeyboardInterrupt:
         console.print(
@@ -187,11 +199,15 @@ def run(
     options: Mapping[str, Any],
 ) -> None:
     """Inpaint a folder or manifest; writes results, report.csv/.parquet and index.html to OUT."""
+    settings = settings_from_options(str(source), options, **_local_or_given(options))
+    api = start_temporary_api()  # boots while the flow's modules load
     from flows.inpaint_batch import inpaint_batch
 
-    settings = settings_from_options(str(source), options, **_local_or_given(options))
     ok = _run_flow(
-        lambda: inpaint_batch(settings=settings, return_state=True), "inpainting", settings.out
+        lambda: inpaint_batch(settings=settings, return_state=True),
+        "inpainting",
+        settings.out,
+        api,
     )
     raise typer.Exit(0 if ok else 1)
 
@@ -260,10 +276,11 @@ def rerun_failed_cmd(
     """Rerun the failed, invalid and not-submitted rows of a report and merge them into it.
 
     Every setting of the batch is the one saved beside the report (batch.json)."""
-    from flows.inpaint_batch import rerun_failed
-
     if not report.is_file():
         raise typer.BadParameter(f"{report} does not exist: pass the report.csv of an earlier run.")
+    api = start_temporary_api()  # boots while the flow's modules load
+    from flows.inpaint_batch import rerun_failed
+
     ok = _run_flow(
         lambda: rerun_failed(
             report=str(report),
@@ -273,6 +290,7 @@ def rerun_failed_cmd(
         ),
         "rerunning failed",
         str(report.parent),
+        api,
     )
     raise typer.Exit(0 if ok else 1)
 
@@ -446,23 +464,29 @@ def limits_delete(name: str | None = _LIMIT_NAME, base_url: str = _LIMIT_BASE_UR
 
 
 def _mount_local_api() -> None:
-    """`local-api` when the `local` extra is installed; else a command that says how to get it."""
-    try:
-        from novita_local.cli import local_api
-    except ImportError as exc:
-        missing = exc.name
+    """`local-api`, whose server is imported only when it runs.
 
-        @app.command("local-api")
-        def local_api_missing() -> None:
-            """Start the local Novita-compatible server (needs inpaint-flows[local])."""
+    The server's packages (FastAPI, uvicorn, OpenCV) weigh ~40 MB in a process: `run` and the
+    other commands never load them. The command hands its arguments to the server's own CLI
+    (`novita_local.cli`), so its options and `--help` are that CLI's.
+    """
+
+    @app.command(
+        "local-api",
+        help="Start the local Novita-compatible server (inpaint-flows local-api --help).",
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def local_api(ctx: typer.Context) -> None:
+        try:
+            from novita_local.cli import app as local_app
+        except ImportError as exc:
             console.print(
-                f"The local server needs packages that are not installed ({missing}): "
+                f"The local server needs packages that are not installed ({exc.name}): "
                 "pip install 'inpaint-flows[local]'."
             )
-            raise typer.Exit(2)
-
-        return
-    app.command("local-api", help="Start the local Novita-compatible server.")(local_api)
+            raise typer.Exit(2) from None
+        local_app(args=list(ctx.args), prog_name="inpaint-flows local-api")
 
 
 _mount_local_api()

@@ -37,6 +37,8 @@ from inpaint_flows.deployments import SHARD_DEPLOYMENT
 from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.errors import ConfigError
 from inpaint_flows.finalize import BatchReport
+from inpaint_flows.finishing import JobFinisher
+from inpaint_flows.gallery import Thumbnailer
 from inpaint_flows.models import RERUN_STATUSES, Job, JobOutcome
 from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.settings import BatchSettings
@@ -81,8 +83,10 @@ async def _inpaint(
     size: int,
     lanes: asyncio.Semaphore,
     live: LiveProgress,
+    finisher: JobFinisher,
 ) -> list[JobOutcome]:
-    """Every job's report row: chunks of `size` jobs, `lanes` chunks open at once."""
+    """Every job's report row: chunks of `size` jobs, `lanes` chunks open at once; `finisher`
+    makes each job's gallery thumbnails as it starts and ends."""
     logger = get_run_logger()
     chunks = chunked(jobs, size)
 
@@ -90,7 +94,9 @@ async def _inpaint(
         label = chunk_label(index, len(chunks), [job.name for job in chunk])
         async with lanes:
             states = await load_and_validate(_unwalked(chunk), label)
-            states = await inpaint_jobs(_unwalked(states), _unwalked(run), label)
+            states = await inpaint_jobs(
+                _unwalked(states), _unwalked(run), label, _unwalked(finisher)
+            )
         await live.advance(len(chunk))
         return [s.outcome for s in states if s.outcome]  # only report rows stay
 
@@ -224,6 +230,7 @@ async def inpaint_batch(
         resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
         shared_pace(endpoint.base_url, limiter, name=settings.account_limit) as pace,
         open_run(settings, endpoint, limiter=limiter) as run,
+        JobFinisher(settings.out) as finisher,
     ):
         logger.info(
             "Batch %s: %d jobs in chunks of ≤%d, API %s; %s",
@@ -238,14 +245,19 @@ async def inpaint_batch(
         live = await LiveProgress.start(name, len(jobs))
         canary, rest = pick_canary(jobs, settings.canary)
         if not canary:
-            outcomes = await _inpaint(jobs, run, size=size, lanes=lanes, live=live)
+            outcomes = await _inpaint(
+                jobs, run, size=size, lanes=lanes, live=live, finisher=finisher
+            )
         else:
             logger.info("Canary: %d of %d jobs first", len(canary), len(jobs))
-            inpaint = functools.partial(_inpaint, run=run, size=size, lanes=lanes, live=live)
+            inpaint = functools.partial(
+                _inpaint, run=run, size=size, lanes=lanes, live=live, finisher=finisher
+            )
             outcomes, verdict, settings = await _with_canary(
                 canary, rest, settings, inpaint, find_jobs, checked, run, live
             )
         stop = run.halt.stop
+        await finisher.drain()  # the last rows' thumbnails: then the gallery only renders
 
     stopped = None if stop is None else f"Batch stopped ({stop.reason}): {stop.message}"
     if rows_to is not None:  # a shard: its parent writes the report from every shard's rows
@@ -253,7 +265,9 @@ async def inpaint_batch(
         failed = sum(o.status in RERUN_STATUSES for o in outcomes)
         message = f"{len(outcomes)} jobs, {failed} failed; rows for the parent run: {rows_to}"
         return Failed(message=message) if failed else Completed(message=message)
-    return await _report(settings, outcomes, merge_report, api, stopped, started, verdict)
+    return await _report(
+        settings, outcomes, merge_report, api, stopped, started, verdict, finisher.thumbnails
+    )
 
 
 async def _report(
@@ -264,12 +278,18 @@ async def _report(
     stopped: str | None,
     started: float,
     verdict: Verdict | None = None,
+    thumbnails: Thumbnailer | None = None,
 ) -> State:
     """Write the report, publish the artifacts; end Failed when any row failed, Cancelled when
-    the canary was cancelled."""
+    the canary was cancelled. `thumbnails` made while the jobs ran are reused by the gallery."""
     name = settings.name
     report: BatchReport = await write_report(
-        _unwalked(outcomes), settings.out, f"Inpainting: {name}", merge_report, api
+        _unwalked(outcomes),
+        settings.out,
+        f"Inpainting: {name}",
+        merge_report,
+        api,
+        _unwalked(thumbnails),
     )
     await publish(_unwalked(report), name, time.monotonic() - started)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from inpaint_flows.gallery import write_gallery
+from inpaint_flows.gallery import Thumbnailer, write_gallery
 from inpaint_flows.models import RERUN_STATUSES, JobOutcome
 from inpaint_flows.report import (
     CSV_NAME,
@@ -45,14 +45,19 @@ def finalize_report(
     title: str,
     merge: bool = False,
     api: str | None = None,
+    thumbnails: Thumbnailer | None = None,
 ) -> BatchReport:
-    """Write report.csv, report.parquet and index.html; with `merge`, update the old report."""
+    """Write report.csv, report.parquet and index.html; with `merge`, update the old report.
+
+    `thumbnails`: the run's `Thumbnailer` (see `inpaint_flows.finishing`), so the gallery reuses
+    the thumbnails made as jobs finished instead of making them all now.
+    """
     rows = list(outcomes)
     previous = Path(out_dir) / CSV_NAME
     if merge and previous.exists():
         rows = merge_outcomes(outcomes_from_frame(read_report(previous)), rows)
     paths = write_report(outcomes_to_frame(rows), out_dir)
-    gallery = write_gallery(rows, out_dir, title=title, api=api)
+    gallery = write_gallery(rows, out_dir, title=title, api=api, thumbnails=thumbnails)
     return BatchReport(
         csv=str(paths.csv),
         parquet=str(paths.parquet),

@@ -14,6 +14,11 @@ the gallery is most useful exactly when inputs are broken.
 
 A relative input path is taken from the current directory, as the pipeline reads it. A relative
 output path is looked up under the output folder first (where results live), then there.
+
+A run makes each row's thumbnails as its job finishes (`Thumbnailer.prepare`, called from
+`inpaint_flows.finishing` while other jobs wait on the API) and hands the same `Thumbnailer` to
+`write_gallery`, which then only renders the page: after the last download nothing is decoded.
+The page is the same either way, since a thumbnail's name and size follow from its file alone.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,6 +76,7 @@ def write_gallery(
     *,
     title: str = "Inpaint Flows gallery",
     api: str | None = None,
+    thumbnails: Thumbnailer | None = None,
 ) -> Path:
     """Write `index.html` (atomically) and its thumbnails into `out_dir`; return the page path.
 
@@ -77,10 +85,16 @@ def write_gallery(
         out_dir: the batch's output folder; thumbnails go to `out_dir/_thumbs/`.
         title: the page title and heading (escaped, any text is fine).
         api: which API produced this run's results, shown under the title.
+        thumbnails: the run's `Thumbnailer` for `out_dir`, holding the thumbnails it already
+            made as jobs finished (any it lacks are made now).
     """
     root = Path(out_dir)
     rows = list(outcomes)
-    thumbs = _Thumbnailer(root)
+    if thumbnails is not None and thumbnails.root != root:
+        raise ValueError(f"thumbnails were made for {thumbnails.root}, not {root}")
+    thumbs = thumbnails or Thumbnailer(root)
+    thumbs.used.clear()  # only what this page shows is kept by `prune`
+    real_root = root.resolve()
     summary = summarize(rows)
     facts = []
     if summary.latency_mean_s is not None:
@@ -101,7 +115,7 @@ def write_gallery(
             reasons=summary.top_reasons,
             facts="; ".join(facts),
             colours=STATUS_COLOURS,
-            rows=[_row(i, o, root, thumbs) for i, o in enumerate(rows, start=1)],
+            rows=[_row(i, o, root, real_root, thumbs) for i, o in enumerate(rows, start=1)],
         )
         .lstrip()
     )
@@ -124,13 +138,27 @@ def _template() -> jinja2.Template:
 # --------------------------------------------------------------------------- thumbnails
 
 
-class _Thumbnailer:
-    """Makes (or reuses) the thumbnails under `root/_thumbs` and remembers which it used."""
+class Thumbnailer:
+    """Makes (or reuses) the thumbnails under `root/_thumbs` and remembers which it used.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.folder = root / THUMBS_DIR
+    It also remembers each thumbnail it made or found, by its key (source path, size, mtime),
+    so asking again for an unchanged file costs a `stat`, not a decode. Not thread-safe: one
+    thread at a time (the run's finishing worker, then the report writer after it).
+    """
+
+    def __init__(self, root: StrPath) -> None:
+        self.root = Path(root)
+        self.folder = self.root / THUMBS_DIR
         self.used: set[str] = set()
+        self._known: dict[tuple[str, int, int], _Thumb] = {}
+
+    def prepare(self, outcome: JobOutcome) -> None:
+        """Make the thumbnails `outcome`'s gallery row shows (original, mask, results)."""
+        self.thumb(outcome.image_path)
+        if outcome.mask_path:
+            self.thumb(outcome.mask_path)
+        for path in outcome.outputs:
+            self.thumb(path, output=True)
 
     def thumb(self, path_text: str, *, output: bool = False) -> _Thumb | _Missing:
         source = _locate(path_text, self.root) if output else Path(path_text)
@@ -138,8 +166,20 @@ class _Thumbnailer:
             st = source.stat()
         except OSError as exc:
             return _Missing(f"cannot read {path_text}: {exc.strerror or exc}")
-        if not source.is_file():
+        if not stat.S_ISREG(st.st_mode):
             return _Missing(f"cannot read {path_text}: not a file")
+        # The same file, unchanged since its thumbnail was made or found: no decode, no hash.
+        seen = (os.path.abspath(source), st.st_size, st.st_mtime_ns)
+        known = self._known.get(seen)
+        if known is not None and (self.root / known.src).is_file():
+            self.used.add(known.src.rpartition("/")[2])
+            return known
+        found = self._find_or_make(source, st)
+        if isinstance(found, _Thumb):
+            self._known[seen] = found
+        return found
+
+    def _find_or_make(self, source: Path, st: os.stat_result) -> _Thumb | _Missing:
         key = hashlib.sha256(
             f"{source.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{THUMB_MAX_SIDE}".encode()
         ).hexdigest()[:24]
@@ -234,7 +274,7 @@ class _Row:
     facts: tuple[_Fact, ...]
 
 
-def _row(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer) -> _Row:
+def _row(index: int, outcome: JobOutcome, root: Path, real_root: Path, thumbs: Thumbnailer) -> _Row:
     facts = []
     if outcome.task_id:
         facts.append(_Fact(code=outcome.task_id))
@@ -250,7 +290,8 @@ def _row(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer) -> _
         mask=thumbs.thumb(outcome.mask_path) if outcome.mask_path else None,
         mask_source=outcome.mask_source,
         results=tuple(
-            _Result(thumbs.thumb(p, output=True), _link_inside(p, root)) for p in outcome.outputs
+            _Result(thumbs.thumb(p, output=True), _link_inside(p, root, real_root))
+            for p in outcome.outputs
         ),
         reason=outcome.reason,
         message=outcome.message,
@@ -258,11 +299,14 @@ def _row(index: int, outcome: JobOutcome, root: Path, thumbs: _Thumbnailer) -> _
     )
 
 
-def _link_inside(path_text: str, root: Path) -> str | None:
-    """A relative URL to a file inside the output folder; None for anything outside it."""
+def _link_inside(path_text: str, root: Path, real_root: Path) -> str | None:
+    """A relative URL to a file inside the output folder; None for anything outside it.
+
+    `real_root` is `root.resolve()`, resolved once per page.
+    """
     target = _locate(path_text, root).resolve()
     try:
-        relative = target.relative_to(root.resolve())
+        relative = target.relative_to(real_root)
     except ValueError:
         return None  # a link leaving the folder would break when the folder moves
     return quote(relative.as_posix(), safe="/") if target.is_file() else None

@@ -36,6 +36,10 @@ from typing import Any, Literal
 
 import pandas as pd
 
+# pandas loads its parquet engine on first use: in a run, after the last download. Loaded here
+# it loads with the rest at start-up, while the run waits for Prefect's server anyway.
+import pyarrow.parquet  # noqa: F401
+
 from inpaint_flows.models import RERUN_STATUSES, InpaintParams, JobOutcome, JobStatus
 from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text
 

@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from inpaint_flows.batch import BatchRun
+from inpaint_flows.finishing import JobFinisher, run_and_finish
 from inpaint_flows.pipeline import JobState
 
 
@@ -24,6 +25,9 @@ from inpaint_flows.pipeline import JobState
     retry_delay_seconds=exponential_backoff(2),
     cache_policy=NO_CACHE,
 )
-async def inpaint_jobs(states: list[JobState], run: BatchRun, label: str) -> list[JobState]:
-    """`run` is the flow run's shared client, ledger and limits (passed, never looked up)."""
-    return await run.run_jobs(states)
+async def inpaint_jobs(
+    states: list[JobState], run: BatchRun, label: str, finisher: JobFinisher | None = None
+) -> list[JobState]:
+    """`run` is the flow run's shared client, ledger and limits (passed, never looked up);
+    `finisher` gets each job as it ends (its gallery thumbnails are made meanwhile)."""
+    return await run_and_finish(run, states, finisher)

@@ -8,6 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from inpaint_flows.finalize import BatchReport, finalize_report
+from inpaint_flows.gallery import Thumbnailer
 from inpaint_flows.models import JobOutcome
 
 
@@ -24,7 +25,8 @@ async def write_report(
     title: str,
     merge: bool = False,
     api: str | None = None,
+    thumbnails: Thumbnailer | None = None,
 ) -> BatchReport:
     return await asyncio.to_thread(
-        finalize_report, outcomes, out_dir, title=title, merge=merge, api=api
+        finalize_report, outcomes, out_dir, title=title, merge=merge, api=api, thumbnails=thumbnails
     )

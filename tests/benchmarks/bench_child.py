@@ -12,6 +12,7 @@ body, writing each result to a file. No ledger, no report, no Prefect: the floor
 orchestration is compared with. Its poll rule, by `first_poll` in the config:
 - "eta" (the issue's plain loop): poll at once, then wait the server's `eta` clamped to
   [0.25, 10] s, 0.5 s when there is none;
+- "every": poll every 0.25 s from the submit on (the end-to-end figure's bare loop);
 - "learned": the pipeline's own rule, so both make the same requests at the same moments and
   the ratio is orchestration alone: every poll waits as `inpaint_flows.polling.PollPlanner` says
   (learnt from the server's reported durations), later polls follow `eta` as above.
@@ -54,6 +55,15 @@ def _poll_wait(eta: Any) -> float:
     return max(MIN_POLL_S, min(MAX_POLL_S, float(eta)))
 
 
+async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request, sent again once if the connection dropped (a kept-alive connection the
+    server closed meanwhile, on a busy machine): the loop measures time, not resilience."""
+    try:
+        return await client.request(method, url, **kwargs)
+    except httpx.TransportError:
+        return await client.request(method, url, **kwargs)
+
+
 def _manifest_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
@@ -73,11 +83,13 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
         if config.get("first_poll") == "learned"
         else None
     )
+    every = config.get("first_poll") == "every"
     polls = 0
     job_seconds: list[float] = []
+    last_download = 0.0
 
     async def one(index: int, row: dict[str, str], client: httpx.AsyncClient) -> None:
-        nonlocal polls
+        nonlocal polls, last_download
         params = defaults.with_overrides({"seed": int(row["seed"])} if row.get("seed") else {})
         async with gate:
             image = base64.b64encode((manifest.parent / row["image"]).read_bytes()).decode()
@@ -91,16 +103,18 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
                 },
             }
             del image, mask
-            response = await client.post(SUBMIT_PATH, json=body)
+            response = await _send(client, "POST", SUBMIT_PATH, json=body)
             response.raise_for_status()
             task_id = response.json()["task_id"]
             submitted = time.monotonic()  # as the flow's report counts latency_s
             scout = learned.enlist() if learned is not None else True
             if learned is not None:
                 await asyncio.sleep(learned.first_wait_s(0.0, scout=scout))
+            elif every:
+                await asyncio.sleep(MIN_POLL_S)
             mine = 0
             while True:
-                response = await client.get(TASK_RESULT_PATH, params={"task_id": task_id})
+                response = await _send(client, "GET", TASK_RESULT_PATH, params={"task_id": task_id})
                 polls += 1
                 mine += 1
                 response.raise_for_status()
@@ -123,14 +137,17 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
                         elapsed, eta if isinstance(eta, int | float) else None, scout=scout
                     )
                     if learned is not None
+                    else MIN_POLL_S
+                    if every
                     else _poll_wait(eta)
                 )
                 await asyncio.sleep(wait)
             for number, item in enumerate(data["images"]):
-                image_response = await client.get(item["image_url"])
+                image_response = await _send(client, "GET", item["image_url"])
                 image_response.raise_for_status()
                 (out / f"{index:06d}_{number}.png").write_bytes(image_response.content)
             job_seconds.append(time.monotonic() - submitted)
+            last_download = max(last_download, time.time())
 
     limits = httpx.Limits(max_connections=concurrency + 10, max_keepalive_connections=concurrency)
     started = time.monotonic()
@@ -141,13 +158,14 @@ async def run_reference(config: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(one(i, row, client) for i, row in enumerate(rows)))
     return {
         "mode": "reference",
-        "first_poll": "learned" if learned is not None else "eta",
+        "first_poll": config.get("first_poll", "eta"),
         "jobs": len(rows),
         "makespan_s": time.monotonic() - started,
         "wall_start": wall_start,
         "wall_end": time.time(),
         "polls": polls,
         "mean_job_s": sum(job_seconds) / max(1, len(job_seconds)),
+        "last_download_wall": last_download,
     }
 
 

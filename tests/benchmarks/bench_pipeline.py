@@ -1,8 +1,9 @@
 """Benchmark the real batch flow against the local Novita server: pacing, overhead, polling,
-memory and a 10,000-job batch. Prints a table and JSON.
+memory, a 10,000-job batch, and the CLI end to end. Prints a table and JSON.
 
-    python -m tests.benchmarks.bench_pipeline                       # everything (~27 min)
+    python -m tests.benchmarks.bench_pipeline                       # everything (~45 min)
     python -m tests.benchmarks.bench_pipeline --only pacing,polling
+    python -m tests.benchmarks.bench_pipeline --only e2e --e2e-n 800,3000 --e2e-size 384
     python -m tests.benchmarks.bench_pipeline --quick --json out.json  # tiny N (smoke test)
 
 Set-up, the same for every figure:
@@ -30,6 +31,17 @@ Figures (definitions; targets from issue 6):
    2000. Target ≤ 300 MB and flat in N.
 5. edge: a 10,000-job batch of tiny images finishes; the Prefect API's /health and
    /flow_runs/filter latencies are probed once a second meanwhile. Reports the time.
+6. unreachable: time to stop a batch when nothing answers at the API's address.
+7. e2e (issue 12): `inpaint-flows run` started cold in its own process, as a user runs it (no
+   PREFECT_API_URL: Prefect's temporary server, in a PREFECT_HOME of the benchmark's that a
+   two-job run has initialised first), on N distinct photo-like JPEGs and masks
+   (`--e2e-size`, default 384 px), against the local server at `--e2e-latency` (1 s) with
+   `--e2e-in-flight` (50) jobs in flight; vs a bare asyncio+httpx loop in its own process (submit,
+   poll every 0.25 s, download; nothing else) on the same files and server settings. Prints
+   CLI ÷ loop wall time (process start to exit, both), the time from the last result written
+   (the report's latest `finished_at`) to the CLI's exit, the time from its start to its first
+   submit answered, and peak RSS of the CLI process (psutil, every 50 ms; with its children
+   too). Targets: ≤ 1.15×, ≤ 1 s per 1,000 jobs after the last download, ≤ 300 MB, flat in N.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +71,16 @@ from tests.benchmarks.bench_support import (
     free_port,
     local_api,
     megapixel_batch,
+    photo_batch,
     prefect_server,
     report_rows,
     run_child,
+    run_cli,
     tiny_batch,
     wait_for_recording,
 )
 
-SCENARIOS = ("pacing", "overhead", "polling", "memory", "edge", "unreachable")
+SCENARIOS = ("pacing", "overhead", "polling", "memory", "edge", "unreachable", "e2e")
 
 
 @dataclass
@@ -75,6 +90,16 @@ class Row:
     target: str
     met: bool | None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class E2eOptions:
+    """The end-to-end figure's knobs (`--e2e-*`); `sizes` empty means the default N."""
+
+    sizes: tuple[int, ...] = ()
+    image_size: str = "384"
+    latency: str = "1"
+    in_flight: int = 50
 
 
 @dataclass
@@ -88,6 +113,7 @@ class Bench:
     quick: bool
     n: int | None
     keep: bool
+    e2e: E2eOptions = field(default_factory=lambda: E2eOptions())
     rows: list[Row] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -558,6 +584,179 @@ def bench_unreachable(bench: Bench) -> None:
     bench.done_with(bench.dir(name))
 
 
+# ---------------------------------------------------------------------------- 7. end to end
+
+
+def _when(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def bench_e2e(bench: Bench) -> None:
+    """`inpaint-flows run`, cold, vs the bare loop, on distinct photo-like images (issue 12)."""
+    options = bench.e2e
+    if options.sizes:
+        sizes = list(options.sizes)
+    elif bench.n:
+        sizes = [bench.n]
+    else:
+        sizes = [4] if bench.quick else [800, 3000]
+    in_flight = 3 if bench.quick else options.in_flight
+    latency = "0.2" if bench.quick else options.latency
+    flags = _server_flags(latency=latency, workers=max(64, in_flight + 8))
+    home = bench.dir("e2e-prefect-home")
+    env = child_env(None, home)  # no PREFECT_API_URL: the CLI starts Prefect's own server
+    # Its start is given more than Prefect's 20 s: a busy shared machine can take longer.
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
+    if not bench.quick:
+        # A user's Prefect home already has its database: a two-job run creates it first.
+        warm = bench.dir("e2e-warm-up")
+        warm_source = photo_batch(warm / "in", bench.cache, 2, options.image_size)
+        with bench.novita("e2e-warm-up", flags) as api:
+            first = run_cli(
+                [
+                    *("run", str(warm_source), "--out", str(warm / "out")),
+                    *("--base-url", api.base_url, "--ipm", "1000000"),
+                ],
+                env=env,
+                log=warm / "cli.log",
+                cwd=warm,
+            )
+        if first.returncode != 0:
+            raise RuntimeError(
+                f"e2e warm-up: the CLI exited {first.returncode}; see {warm}/cli.log"
+            )
+        bench.done_with(warm)
+    results = []
+    for jobs in sizes:
+        name = f"e2e-{jobs}"
+        folder = bench.dir(name)
+        source = photo_batch(folder / "in", bench.cache, jobs, options.image_size)
+        with bench.novita(f"{name}-reference", flags) as api:
+            started = time.time()
+            reference = run_child(
+                {
+                    "mode": "reference",
+                    "source": str(source),
+                    "out": str(folder / "reference-out"),
+                    "base_url": api.base_url,
+                    "concurrency": in_flight,
+                    "first_poll": "every",
+                },
+                env=child_env(None, home),
+                log=folder / "reference.log",
+            )
+            ref = reference.figures
+            ref_wall = reference.wall_s
+            ref_polls = _mean_polls(api.stats())
+        with bench.novita(f"{name}-cli", flags) as api:
+            out = folder / "out"
+            cli = run_cli(
+                [
+                    "run",
+                    str(source),
+                    "--out",
+                    str(out),
+                    "--base-url",
+                    api.base_url,
+                    "--max-in-flight",
+                    str(in_flight),
+                    "--batch-name",
+                    name,
+                    # Unpaced, like the bare loop (only `--base-url local` is unpaced by
+                    # default; this server is given by URL to set its latency).
+                    "--ipm",
+                    "1000000",
+                ],
+                env=env,
+                log=folder / "cli.log",
+                cwd=folder,
+            )
+            cli_polls = _mean_polls(api.stats())
+        if not (out / "report.csv").is_file():
+            raise RuntimeError(f"{name}: the CLI exited {cli.returncode}; see {folder}/cli.log")
+        rows = report_rows(out)
+        statuses = Counter(r["status"] for r in rows)
+        if statuses["succeeded"] < 0.99 * jobs:  # a rare dropped connection on a busy machine
+            raise RuntimeError(f"{name}: expected {jobs} succeeded rows, got {dict(statuses)}")
+        last_written = max(_when(r["finished_at"]) for r in rows if r["finished_at"])
+        first_submit = min(_when(r["submitted_at"]) for r in rows if r["submitted_at"])
+        tail = cli.wall_end - last_written
+        ratio = cli.wall_s / ref_wall
+        figures = {
+            "jobs": jobs,
+            "image": f"{options.image_size} px JPEG q90 + PNG mask, distinct",
+            "in_flight": in_flight,
+            "latency_s": latency,
+            "cli_exit_code": cli.returncode,
+            "statuses": dict(statuses),
+            "cli_wall_s": round(cli.wall_s, 2),
+            "reference_wall_s": round(ref_wall, 2),
+            "cli_over_reference": round(ratio, 3),
+            "cli_start_to_first_submit_s": round(first_submit - cli.wall_start, 2),
+            "cli_after_last_download_s": round(tail, 2),
+            "cli_after_last_download_s_per_1000": round(tail / jobs * 1000, 2),
+            "reference_after_last_download_s": round(
+                started + ref_wall - ref["last_download_wall"], 2
+            ),
+            "cli_peak_rss_mb": cli.peak_rss_mb,
+            "cli_peak_rss_with_children_mb": cli.peak_tree_rss_mb,
+            "reference_peak_rss_mb": round(ref["peak_rss_mb"], 1),
+            "cli_cpu_s": cli.cpu_s,
+            "reference_cpu_s": round(ref["cpu_s"], 1),
+            "cli_polls_per_job": round(cli_polls, 2),
+            "reference_polls_per_job": round(ref_polls, 2),
+            "reference_mean_job_s": round(ref["mean_job_s"], 3),
+        }
+        results.append(figures)
+        label = f"e2e N={jobs} {options.image_size} px c={in_flight} {latency} s"
+        bench.rows.append(
+            Row(
+                f"{label}: CLI ÷ bare loop",
+                f"{ratio:.3f}",
+                "≤ 1.15",
+                ratio <= 1.15,
+                f"CLI {cli.wall_s:.1f} s (first submit at "
+                f"{figures['cli_start_to_first_submit_s']:.1f} s), loop {ref_wall:.1f} s; "
+                f"polls/job {cli_polls:.2f} vs {ref_polls:.2f}; CPU {cli.cpu_s:.0f} s vs "
+                f"{ref['cpu_s']:.0f} s",
+            )
+        )
+        per_1000 = figures["cli_after_last_download_s_per_1000"]
+        bench.rows.append(
+            Row(
+                f"{label}: after the last download",
+                f"{tail:.2f} s",
+                "≤ 1 s per 1,000 jobs",
+                per_1000 <= 1.0 or tail <= 1.0,
+                f"{per_1000:.2f} s per 1,000 jobs: report, gallery, artifacts, exit",
+            )
+        )
+        bench.rows.append(
+            Row(
+                f"{label}: peak RSS of the CLI MB",
+                f"{cli.peak_rss_mb:.0f}",
+                "≤ 300",
+                cli.peak_rss_mb <= 300,
+                f"{cli.peak_tree_rss_mb:.0f} MB with its children (Prefect's temporary server); "
+                f"{cli.samples} samples",
+            )
+        )
+        bench.done_with(folder)
+    if len(results) > 1:
+        growth = results[-1]["cli_peak_rss_mb"] - results[0]["cli_peak_rss_mb"]
+        bench.rows.append(
+            Row(
+                "e2e: CLI peak RSS growth from smallest to largest N",
+                f"{growth:+.0f} MB",
+                "flat",
+                growth <= max(30.0, 0.1 * results[0]["cli_peak_rss_mb"]),
+                f"N {results[0]['jobs']} → {results[-1]['jobs']}",
+            )
+        )
+    bench.done_with(home)
+    bench.figures["e2e"] = results
+
+
 RUNNERS: dict[str, Callable[[Bench], None]] = {
     "pacing": bench_pacing,
     "overhead": bench_overhead,
@@ -565,6 +764,7 @@ RUNNERS: dict[str, Callable[[Bench], None]] = {
     "memory": bench_memory,
     "edge": bench_edge,
     "unreachable": bench_unreachable,
+    "e2e": bench_e2e,
 }
 
 
@@ -619,7 +819,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--strict", action="store_true", help="exit with 1 when a target is not met"
     )
+    e2e = parser.add_argument_group("end-to-end figure (e2e)")
+    e2e.add_argument(
+        "--e2e-n", default="", help="comma-separated batch sizes (default 800,3000; --quick: 4)"
+    )
+    e2e.add_argument("--e2e-size", default="384", help="image side in px, or a range: 384-1024")
+    e2e.add_argument("--e2e-latency", default="1", help="seconds per task at the local server")
+    e2e.add_argument("--e2e-in-flight", type=int, default=50, help="jobs in flight")
     args = parser.parse_args(argv)
+    try:
+        args.e2e = E2eOptions(
+            sizes=tuple(int(n) for n in args.e2e_n.split(",") if n.strip()),
+            image_size=args.e2e_size,
+            latency=args.e2e_latency,
+            in_flight=args.e2e_in_flight,
+        )
+    except ValueError:
+        parser.error(f"--e2e-n: expected numbers separated by commas, got {args.e2e_n!r}")
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown:
@@ -647,6 +863,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.prefect_api_url:
             yield args.prefect_api_url, f"the Prefect API at {args.prefect_api_url}"
             return
+        if set(args.only) <= {"e2e"}:  # the CLI starts its own: no server beside it
+            yield "", "the CLI's own temporary Prefect server"
+            return
         with prefect_server(prefect_home, workdir / "prefect-server.log") as url:
             yield url, "a `prefect server` started for this run (SQLite)"
 
@@ -660,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
                 quick=args.quick,
                 n=args.n,
                 keep=args.keep,
+                e2e=args.e2e,
             )
             for name in args.only:
                 print(f"[bench] {name} …", file=sys.stderr, flush=True)

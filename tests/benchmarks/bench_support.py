@@ -402,3 +402,143 @@ def _drain(proc: subprocess.Popen[bytes], sink: list[bytes]) -> None:
 def report_rows(out: Path) -> list[dict[str, str]]:
     with (out / "report.csv").open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
+
+
+# ---------------------------------------------------------------------------- photo-like inputs
+
+
+def photo_sides(jobs: int, size: str) -> list[tuple[int, int]]:
+    """(width, height) per job: `size` is one side ("384") or a range ("384-1024")."""
+    low_text, _, high_text = size.partition("-")
+    low, high = int(low_text), int(high_text or low_text)
+    if not 16 <= low <= high:
+        raise ValueError(f"image size {size!r}: expected N or LOW-HIGH with 16 <= LOW <= HIGH")
+    if low == high:
+        return [(low, low)] * jobs
+    rng = np.random.default_rng(12)
+    sides = rng.integers(low, high + 1, size=(jobs, 2))
+    return [(int(w), int(h)) for w, h in sides]
+
+
+def _photo(number: int, width: int, height: int) -> np.ndarray:
+    """Smooth noise (a coarse random grid, upscaled) over gradients, plus grain: JPEG-like."""
+    rng = np.random.default_rng(1000 + number)
+    coarse = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    smooth = np.asarray(
+        Image.fromarray(coarse, mode="RGB").resize((width, height), Image.Resampling.BICUBIC),
+        dtype=np.float32,
+    )
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    phase = rng.uniform(0, 6.28, size=3).astype(np.float32)
+    waves = 40 * np.sin(x[..., None] / width * 6.28 * 2 + y[..., None] / height * 3.14 + phase)
+    grain = rng.normal(0, 8, size=(height, width, 3)).astype(np.float32)
+    return np.clip(0.7 * smooth + waves + grain + 20, 0, 255).astype(np.uint8)
+
+
+def _ellipse_mask(number: int, width: int, height: int) -> Image.Image:
+    rng = np.random.default_rng(5000 + number)
+    cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
+    rx, ry = rng.uniform(0.1, 0.25) * width, rng.uniform(0.1, 0.25) * height
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
+    return Image.fromarray(np.where(inside, 255, 0).astype(np.uint8), mode="L")
+
+
+def photo_batch(folder: Path, cache: Path, jobs: int, size: str = "384") -> Path:
+    """A manifest of `jobs` distinct photo-like JPEGs (quality 90) and PNG masks.
+
+    Generated deterministically (image `k` is the same in every run) and kept in `cache`, so
+    the CLI and the reference loop read the very same files, and a second run costs nothing.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    store = cache / f"photos-{size}"
+    store.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, str]] = []
+    for number, (width, height) in enumerate(photo_sides(jobs, size)):
+        image = store / f"photo_{number:05d}.jpg"
+        mask = store / f"photo_{number:05d}_mask.png"
+        if not image.is_file():
+            tmp = image.with_suffix(".tmp.jpg")
+            Image.fromarray(_photo(number, width, height), mode="RGB").save(tmp, quality=90)
+            tmp.replace(image)
+        if not mask.is_file():
+            tmp = mask.with_suffix(".tmp.png")
+            _ellipse_mask(number, width, height).save(tmp)
+            tmp.replace(mask)
+        rows.append((str(image), str(mask)))
+    path = folder / "manifest.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "mask"])
+        writer.writerows(rows)
+    return path
+
+
+# ---------------------------------------------------------------------------- the CLI, cold
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    wall_start: float  # time.time() just before the process was started
+    wall_end: float  # time.time() when it had exited
+    peak_rss_mb: float  # the CLI process alone, sampled
+    peak_tree_rss_mb: float  # the CLI process and its children (Prefect's temporary server)
+    cpu_s: float  # user + system of the CLI and the children it waited for
+    samples: int
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_end - self.wall_start
+
+
+def _tree_rss_mb(proc: psutil.Process) -> tuple[float, float]:
+    own = proc.memory_info().rss
+    total = own
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return own / 2**20, total / 2**20
+
+
+def run_cli(
+    args: Sequence[str], *, env: dict[str, str], log: Path, cwd: Path, timeout: float = 3600.0
+) -> CliResult:
+    """`inpaint-flows ARGS` in a new process, as a user starts it; RSS sampled every 50 ms."""
+    wall_start = time.time()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from cli.app import app; app()", *args],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        watched = psutil.Process(proc.pid)
+        peak_own = peak_tree = 0.0
+        samples = 0
+        status = None
+        while status is None:
+            with contextlib.suppress(psutil.Error):
+                own, tree = _tree_rss_mb(watched)
+                peak_own, peak_tree = max(peak_own, own), max(peak_tree, tree)
+                samples += 1
+            if time.time() - wall_start > timeout:
+                _stop(proc)
+                raise RuntimeError(f"the CLI ran over {timeout:.0f} s; see {log}")
+            time.sleep(0.05)
+            pid, raw, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                status = raw
+        wall_end = time.time()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return CliResult(
+        returncode=proc.returncode,
+        wall_start=wall_start,
+        wall_end=wall_end,
+        peak_rss_mb=round(peak_own, 1),
+        peak_tree_rss_mb=round(peak_tree, 1),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+        samples=samples,
+    )

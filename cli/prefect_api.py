@@ -1,0 +1,151 @@
+"""Prefect's temporary server for a command run with no Prefect API configured, started early.
+
+With no `PREFECT_API_URL`, Prefect starts a temporary server the first time a flow talks to its
+API: it imports the whole server (FastAPI, SQLAlchemy, every model) into this process, only to
+launch it as a child process, then waits for it. Measured on the 2-core machine: that import
+alone is ~75 MB of this process's peak memory and seconds of CPU on the path to the first
+submit. The CLI instead launches that same child itself (the command Prefect runs), before it
+imports the flow, so the server boots while the flow's modules load, and this process never
+imports the server. The flow then runs with `PREFECT_API_URL` pointing at it.
+
+The child is stopped at exit, after Prefect's own exit handlers have sent the last logs and
+events to it (exit handlers run last-registered first, and this one is registered before
+Prefect is imported), exactly as Prefect stops its own.
+
+A Prefect profile can set an API URL or turn the temporary server off without the environment
+saying so; that is only known once Prefect's settings are loaded, so `TemporaryApi.serving` then
+stops the child unused and lets Prefect's settings decide.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+_PORT_IN_USE = 3  # uvicorn's exit code when it cannot bind
+_STOP_TIMEOUT_S = 5.0  # as Prefect waits for its own
+
+
+@dataclass
+class TemporaryApi:
+    """A Prefect API server child process this command started for itself."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[str | None]:
+        """While the server answers, Prefect's API URL is it; yields the URL, or None when
+        Prefect's own settings name an API (or refuse a temporary one): then it is stopped."""
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_UI_URL,
+            get_current_settings,
+            temporary_settings,
+        )
+
+        settings = get_current_settings()
+        if settings.api.url or not settings.server.ephemeral.enabled:
+            self.stop()
+            yield None
+            return
+        self.wait_ready(float(settings.server.ephemeral.startup_timeout_seconds))
+        # No dashboard link: like Prefect's own temporary server, this one serves no UI.
+        with temporary_settings(updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: ""}):
+            yield self.url
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until `/health` answers; a port taken meanwhile gets one more try on another."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self.process is None:
+                    raise RuntimeError("the temporary Prefect server was stopped")
+                code = self.process.poll()
+                if code == _PORT_IN_USE:
+                    self.port = _free_port()
+                    self.process = _launch(self.port)
+                    continue
+                if code is not None:
+                    raise RuntimeError(
+                        f"the temporary Prefect server exited with code {code} before it "
+                        f"answered; set PREFECT_API_URL to use a running Prefect server instead."
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"the temporary Prefect server did not answer within {timeout:.0f} s "
+            f"({STARTUP_TIMEOUT_ENV}); set PREFECT_API_URL to use a running Prefect server."
+        )
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_temporary_api() -> TemporaryApi | None:
+    """Launch Prefect's temporary server now, unless the environment names a Prefect API.
+
+    Call before importing Prefect; the server boots in its own process meanwhile.
+    """
+    if os.environ.get("PREFECT_API_URL", "").strip():
+        return None
+    port = _free_port()
+    api = TemporaryApi(port=port, process=_launch(port))
+    atexit.register(api.stop)
+    return api
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _launch(port: int) -> subprocess.Popen[bytes]:
+    """The command and environment Prefect's `SubprocessASGIServer` uses for its own."""
+    spec = importlib.util.find_spec("prefect")
+    assert spec is not None and spec.submodule_search_locations, "prefect is not installed"
+    app_dir = Path(next(iter(spec.submodule_search_locations))).parent
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "uvicorn", "--app-dir", str(app_dir)),
+            *("--factory", "prefect.server.api.server:create_app"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *("--log-level", "error", "--lifespan", "on"),
+        ],
+        env=env,
+    )

@@ -1,0 +1,92 @@
+"""A run with no Prefect API configured: the CLI's own temporary server, started early.
+
+What a user notices: `inpaint-flows run` works with nothing configured, starts sooner and uses
+less memory, leaves no server process behind, and prints no dashboard link that leads nowhere.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from cli.prefect_api import TemporaryApi, start_temporary_api
+from novita_local.config import ServerConfig
+from novita_local.server import LocalServer
+from tests.benchmarks.bench_support import report_rows, tiny_batch
+from tests.deployments.prefect_server import INPAINT_FLOWS, clean_env
+
+
+@pytest.fixture
+def idle_child() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_configured_api_is_used_and_the_early_server_is_stopped_unused(
+    idle_child: subprocess.Popen[bytes],
+) -> None:
+    api = TemporaryApi(port=1, process=idle_child)
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
+        api.serving() as url,
+    ):
+        assert url is None
+        assert PREFECT_API_URL.value() == "http://127.0.0.1:9/api"
+    assert idle_child.poll() is not None  # stopped, never waited for
+
+
+def test_no_server_is_started_when_the_environment_names_an_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    assert start_temporary_api() is None
+
+
+def test_a_server_that_exits_early_is_an_error_that_says_what_to_do() -> None:
+    failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    failing.wait()
+    with pytest.raises(RuntimeError, match="set PREFECT_API_URL"):
+        TemporaryApi(port=1, process=failing).wait_ready(5)
+
+
+def test_run_with_nothing_configured_finishes_and_leaves_no_server(tmp_path: Path) -> None:
+    source = tiny_batch(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    with LocalServer(ServerConfig(latency=0.1, workers=4)) as server:
+        proc = subprocess.Popen(
+            [
+                *(INPAINT_FLOWS, "run", str(source), "--out", str(out)),
+                *("--base-url", server.base_url, "--ipm", "100000", "--no-check-names"),
+            ],
+            env=clean_env(PREFECT_HOME=str(tmp_path / "prefect-home")),  # no PREFECT_API_URL
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        watched = psutil.Process(proc.pid)
+        children: set[int] = set()
+        while proc.poll() is None:
+            try:
+                children |= {c.pid for c in watched.children(recursive=True)}
+            except psutil.Error:
+                break
+            time.sleep(0.05)  # sampling the process tree, not waiting a fixed time
+        _, stderr = proc.communicate(timeout=300)
+
+    assert proc.returncode == 0, stderr[-3000:]
+    assert [r["status"] for r in report_rows(out)] == ["succeeded"] * 3
+    assert "Traceback" not in stderr
+    assert "View at http" not in stderr  # no link to a UI this server does not serve
+    assert "Starting temporary server" not in stderr  # Prefect did not start a second one
+    assert children, "the CLI started its temporary Prefect server"
+    assert not any(psutil.pid_exists(pid) for pid in children), "a server was left running"
