@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import fcntl
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +21,8 @@ from inpaint_flows.report import (
     summarize,
     write_report,
 )
+
+REPORT_LOCK = ".report.lock"  # held while a run reads, merges and writes the report
 
 
 class BatchReport(BaseModel):
@@ -54,10 +58,13 @@ def finalize_report(
     """
     rows = list(outcomes)
     previous = Path(out_dir) / CSV_NAME
-    if merge and previous.exists():
-        rows = merge_outcomes(outcomes_from_frame(read_report(previous)), rows)
-    paths = write_report(outcomes_to_frame(rows), out_dir)
-    gallery = write_gallery(rows, out_dir, title=title, api=api, thumbnails=thumbnails)
+    # Runs that share an output folder finish one at a time here, so a merging run never
+    # reads a report that another run replaces before this one writes (its rows would be lost).
+    with _writing_reports(Path(out_dir)):
+        if merge and previous.exists():
+            rows = merge_outcomes(outcomes_from_frame(read_report(previous)), rows)
+        paths = write_report(outcomes_to_frame(rows), out_dir)
+        gallery = write_gallery(rows, out_dir, title=title, api=api, thumbnails=thumbnails)
     return BatchReport(
         csv=str(paths.csv),
         parquet=str(paths.parquet),
@@ -66,3 +73,16 @@ def finalize_report(
         outcomes=tuple(rows),
         api=api,
     )
+
+
+@contextlib.contextmanager
+def _writing_reports(out_dir: Path) -> Iterator[None]:
+    """An OS lock on the output folder's report, across processes of this machine (released
+    by the kernel if the holder dies)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / REPORT_LOCK, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
