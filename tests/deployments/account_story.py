@@ -83,8 +83,13 @@ def distinct_batch(folder: Path, jobs: int, salt: int, side: int = 48) -> Path:
 
 
 @contextmanager
-def workers(server: PrefectServer, count: int, logs: Path) -> Iterator[None]:
-    """`count` process workers on the pool, polling every second, stopped (Ctrl-C) at the end."""
+def workers(
+    server: PrefectServer, count: int, logs: Path, state_url: str | None = None
+) -> Iterator[None]:
+    """`count` process workers on the pool, polling every second, stopped (Ctrl-C) at the end;
+    with `state_url`, the runs they start share that job store (INPAINT_STATE_URL), as workers
+    on several machines would."""
+    store = {"INPAINT_STATE_URL": state_url} if state_url else {}
     procs = []
     logs.mkdir(parents=True, exist_ok=True)
     try:
@@ -93,7 +98,7 @@ def workers(server: PrefectServer, count: int, logs: Path) -> Iterator[None]:
                 procs.append(
                     subprocess.Popen(
                         [PREFECT, "worker", "start", "--pool", POOL, "--name", f"w{number}"],
-                        env=server.env(PREFECT_WORKER_QUERY_SECONDS="1"),
+                        env=server.env(PREFECT_WORKER_QUERY_SECONDS="1", **store),
                         cwd=REPO,
                         stdout=log,
                         stderr=subprocess.STDOUT,
@@ -124,6 +129,7 @@ def run_sharing(
     latency: float = 0.3,
     worker_count: int = 2,
     hold_until_all_started: bool = False,
+    state_url: str | None = None,
     timeout: float = 600.0,
 ) -> SharingResult:
     """`runs` batches of `jobs` at once on `worker_count` workers, under one account limit.
@@ -139,7 +145,7 @@ def run_sharing(
         server.run(INPAINT_FLOWS, "limits", "set", "--ipm", str(ipm), "--base-url", api.base_url)
         outs = [root / f"out{i}" for i in range(runs)]
         try:
-            with workers(server, worker_count, root / "logs"):
+            with workers(server, worker_count, root / "logs", state_url):
                 run_ids = [
                     create_run(
                         server,

@@ -63,6 +63,8 @@ class PrefectServer:
     deployed: bool = False
     cache: dict[str, Any] = field(default_factory=dict)
     resources: ExitStack = field(default_factory=ExitStack)  # closed before the server stops
+    # The server's database: PostgreSQL (postgresql+asyncpg://...) when given, else SQLite in home.
+    database_url: str | None = None
 
     @property
     def url(self) -> str:
@@ -77,6 +79,8 @@ class PrefectServer:
         return self.home / "server.log"
 
     def env(self, **extra: str) -> dict[str, str]:
+        if self.database_url:
+            extra = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url, **extra}
         return clean_env(PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api_url, **extra)
 
     # -- processes ------------------------------------------------------------------------
@@ -188,11 +192,12 @@ _users = 0
 
 
 @contextmanager
-def shared_server(home: Path) -> Iterator[PrefectServer]:
-    """One server for every module of the session that enters this; `home` is used once."""
+def shared_server(home: Path, database_url: str | None = None) -> Iterator[PrefectServer]:
+    """One server for every module of the session that enters this; `home` and `database_url`
+    are used once."""
     global _shared, _users
     if _shared is None:
-        _shared = PrefectServer(home=home, port=free_port()).start()
+        _shared = PrefectServer(home=home, port=free_port(), database_url=database_url).start()
     _users += 1
     try:
         yield _shared

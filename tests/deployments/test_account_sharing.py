@@ -15,10 +15,16 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 @pytest.mark.parametrize(("runs", "jobs"), [(2, 4), (3, 3)])
 def test_concurrent_batches_share_the_account_limit(
-    prefect_server: PrefectServer, tmp_path: Path, runs: int, jobs: int
+    prefect_server: PrefectServer, job_store_url: str | None, tmp_path: Path, runs: int, jobs: int
 ) -> None:
     result = run_sharing(
-        prefect_server, tmp_path, runs=runs, jobs=jobs, ipm=120, hold_until_all_started=True
+        prefect_server,
+        tmp_path,
+        runs=runs,
+        jobs=jobs,
+        ipm=120,
+        hold_until_all_started=True,
+        state_url=job_store_url,
     )
     print(result.summary())  # the figures, for the record (pytest -s)
 

@@ -20,8 +20,9 @@ JOBS = 4
 
 
 def test_one_batch_in_two_shards_on_two_workers(
-    prefect_server: PrefectServer, tmp_path: Path
+    prefect_server: PrefectServer, job_store_url: str | None, tmp_path: Path
 ) -> None:
+    """The shards share one PostgreSQL job store, as workers on two machines would."""
     prefect_server.deploy()
     out = tmp_path / "out"
     with LocalServer(ServerConfig(latency=0.2, workers=4)) as api:
@@ -36,7 +37,7 @@ def test_one_batch_in_two_shards_on_two_workers(
             "defaults": {"steps": 1},
         }
         parent = create_run(prefect_server, ON_DEMAND, {"settings": settings})
-        with workers(prefect_server, 2, tmp_path / "logs"):
+        with workers(prefect_server, 2, tmp_path / "logs", job_store_url):
             deadline = time.monotonic() + 300
             while (state := prefect_server.api("GET", f"/flow_runs/{parent}")["state"])[
                 "type"
