@@ -40,13 +40,14 @@ from PIL import Image, ImageOps
 
 from inpaint_flows.models import JobOutcome, JobStatus
 from inpaint_flows.report import summarize
-from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text
+from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text, is_temp_file_of
 
 INDEX_NAME = "index.html"
 THUMBS_DIR = "_thumbs"
 THUMB_MAX_SIDE = 256
 
 _THUMB_NAME = re.compile(r"^[0-9a-f]{24}\.(?:png|jpg)$")
+_THUMB_TEMP = re.compile(r"^\.[0-9a-f]{24}\.(?:png|jpg)\.\w{8}\.tmp$")  # a killed write left it
 
 STATUS_COLOURS: dict[JobStatus, str] = {
     JobStatus.SUCCEEDED: "#1a7f37",
@@ -200,7 +201,10 @@ class Thumbnailer:
         # Previews only, so not fsynced (2 fsyncs per file were most of a 1,000-row gallery's
         # time): a power cut can at worst leave a damaged preview (one that no longer opens is
         # made again); the user's files and the report are written durably.
-        atomic_write_bytes(self.folder / name, data, durable=False)
+        try:
+            atomic_write_bytes(self.folder / name, data, durable=False)
+        except OSError as exc:  # e.g. another run sharing the folder pruned it: a preview only
+            return _Missing(f"cannot write its preview: {exc}")
         return self._use(name, size)
 
     def _use(self, name: str, size: tuple[int, int]) -> _Thumb:
@@ -208,12 +212,17 @@ class Thumbnailer:
         return _Thumb(src=f"{THUMBS_DIR}/{name}", width=size[0], height=size[1])
 
     def prune(self) -> None:
-        """Remove thumbnails of files that are no longer shown (only ones this module made)."""
+        """Remove thumbnails of files that are no longer shown (only ones this module made),
+        and what a run killed while writing one left: its hidden temporary file."""
         if not self.folder.is_dir():
             return
         for entry in self.folder.iterdir():
             if _THUMB_NAME.match(entry.name) and entry.name not in self.used:
                 entry.unlink(missing_ok=True)
+            elif _THUMB_TEMP.match(entry.name):
+                target = entry.name[1:].rsplit(".", 2)[0]
+                if is_temp_file_of(entry.name, target):
+                    entry.unlink(missing_ok=True)
 
 
 def _locate(path_text: str, root: Path) -> Path:
