@@ -13,14 +13,13 @@ from inpaint_flows.gallery import Thumbnailer, write_gallery
 from inpaint_flows.models import RERUN_STATUSES, JobOutcome
 from inpaint_flows.report import (
     CSV_NAME,
-    ReportSummary,
     merge_outcomes,
     outcomes_from_frame,
     outcomes_to_frame,
     read_report,
-    summarize,
     write_report,
 )
+from inpaint_flows.summary import ReportSummary, summarize
 
 REPORT_LOCK = ".report.lock"  # held while a run reads, merges and writes the report
 

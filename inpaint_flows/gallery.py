@@ -39,8 +39,8 @@ import jinja2
 from PIL import Image, ImageOps
 
 from inpaint_flows.models import JobOutcome, JobStatus
-from inpaint_flows.report import summarize
 from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text, is_temp_file_of
+from inpaint_flows.summary import summarize
 
 INDEX_NAME = "index.html"
 THUMBS_DIR = "_thumbs"

@@ -1,5 +1,7 @@
 """Reading, checking and encoding the pictures of a job: pure functions, no network.
 
+(Checking a downloaded result is `result_images`.)
+
 Every check the API would make is made here first, so an input the API would refuse is reported
 as invalid and never paid for. What is checked is what is sent: the size limit applies to the
 exact bytes `encode_payload` returns, and the mask is compared with the image after both had
@@ -68,7 +70,6 @@ __all__ = [
     "normalise_rgb",
     "orientation_of",
     "prepare_job",
-    "validate_result_image",
 ]
 
 ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")  # sent as they are
@@ -250,61 +251,6 @@ def encode_payload(job: Job) -> tuple[str, str]:
         mask_bytes = mask_plan.payload(mask_path, raw_mask)
     _check_payload(mask_path, _MASK, len(mask_bytes))
     return image_b64, base64.b64encode(mask_bytes).decode("ascii")
-
-
-def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> tuple[str, int, int]:
-    """(format, width, height) of a downloaded result, fully decoded to prove it is whole.
-
-    The format is "png", "jpeg" or "webp". Raises `ImageError` (reason `INVALID_RESULT_IMAGE`)
-    for empty, undecodable, truncated or oversized data. Stricter than for inputs: a result that
-    decodes but lacks its end marker (PNG IEND, JPEG EOI, WEBP's declared length) counts as cut
-    short, since a download that stopped early must be fetched again.
-    """
-    reason = "INVALID_RESULT_IMAGE"
-    if not data:
-        raise ImageError("The result image is empty (0 bytes).", reason=reason)
-    try:
-        with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"The result image is {width}x{height}, more than {max_pixels} pixels.",
-                    reason=reason,
-                )
-            img.load()
-            fmt = "jpeg" if img.format in ("JPEG", "MPO") else str(img.format).lower()
-        if not _ends_whole(fmt, data):
-            raise ImageError(
-                f"The result image ({fmt}, {len(data)} bytes) lacks its end marker: the download"
-                " was cut short.",
-                reason=reason,
-            )
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(
-            f"The result image is too large to decode ({exc}).", reason=reason
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(
-            f"The result ({len(data)} bytes) is not a PNG, JPEG or WEBP image.", reason=reason
-        ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(
-            f"The result image ({len(data)} bytes) is damaged or truncated: {exc}.", reason=reason
-        ) from exc
-    return fmt, width, height
-
-
-def _ends_whole(fmt: str, data: bytes) -> bool:
-    """Whether `data` ends as a complete file of `fmt` does (decoders forgive a missing end)."""
-    if fmt == "png":
-        return b"IEND\xaeB`\x82" in data[-64:]
-    if fmt == "jpeg":
-        return data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
-    if fmt == "webp":
-        return len(data) >= 8 + int.from_bytes(data[4:8], "little")
-    return True
 
 
 def normalise_rgb(img: Image.Image) -> Image.Image:

@@ -45,10 +45,11 @@ from inpaint_flows.errors import (
     TaskFailedError,
     TaskNotFoundError,
 )
-from inpaint_flows.images import encode_payload, prepare_job, validate_result_image
+from inpaint_flows.images import encode_payload, prepare_job
 from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
 from inpaint_flows.models import Job, JobOutcome, JobStatus, PreparedJob, ResultImage
 from inpaint_flows.polling import PollPlanner
+from inpaint_flows.result_images import validate_result_image
 from inpaint_flows.storage import atomic_write_bytes, is_temp_file_of, safe_join
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}

@@ -18,7 +18,7 @@ from inpaint_flows.artifacts import (
 )
 from inpaint_flows.finalize import BatchReport
 from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
-from inpaint_flows.report import summarize
+from inpaint_flows.summary import summarize
 
 START = datetime(2026, 1, 2, 2, 0, tzinfo=UTC)
 

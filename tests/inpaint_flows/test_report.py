@@ -1,4 +1,5 @@
-"""The report frame, its two files, reading it back, merging reruns and the summary."""
+"""The report frame, its two files, reading it back, merging reruns, and the summary
+(`inpaint_flows.summary`)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from inpaint_flows.report import (
     outcomes_from_frame,
     outcomes_to_frame,
     read_report,
-    summarize,
     write_report,
 )
+from inpaint_flows.summary import summarize
 
 EXPECTED_COLUMNS = [
     "name", "status", "reason", "message", "image_path", "mask_path", "width", "height",

@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from inpaint_flows.images import validate_result_image
 from inpaint_flows.report import read_report
+from inpaint_flows.result_images import validate_result_image
 from inpaint_flows.storage import atomic_writer, is_temp_file_of
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer

@@ -1,0 +1,66 @@
+"""Checking a downloaded result image before it is written: whole, decodable, not oversized."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from inpaint_flows.contract import MAX_PIXELS
+from inpaint_flows.errors import ImageError
+from inpaint_flows.images import ACCEPTED_FORMATS
+
+
+def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> tuple[str, int, int]:
+    """(format, width, height) of a downloaded result, fully decoded to prove it is whole.
+
+    The format is "png", "jpeg" or "webp". Raises `ImageError` (reason `INVALID_RESULT_IMAGE`)
+    for empty, undecodable, truncated or oversized data. Stricter than for inputs: a result that
+    decodes but lacks its end marker (PNG IEND, JPEG EOI, WEBP's declared length) counts as cut
+    short, since a download that stopped early must be fetched again.
+    """
+    reason = "INVALID_RESULT_IMAGE"
+    if not data:
+        raise ImageError("The result image is empty (0 bytes).", reason=reason)
+    try:
+        with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"The result image is {width}x{height}, more than {max_pixels} pixels.",
+                    reason=reason,
+                )
+            img.load()
+            fmt = "jpeg" if img.format in ("JPEG", "MPO") else str(img.format).lower()
+        if not _ends_whole(fmt, data):
+            raise ImageError(
+                f"The result image ({fmt}, {len(data)} bytes) lacks its end marker: the download"
+                " was cut short.",
+                reason=reason,
+            )
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"The result image is too large to decode ({exc}).", reason=reason
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"The result ({len(data)} bytes) is not a PNG, JPEG or WEBP image.", reason=reason
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(
+            f"The result image ({len(data)} bytes) is damaged or truncated: {exc}.", reason=reason
+        ) from exc
+    return fmt, width, height
+
+
+def _ends_whole(fmt: str, data: bytes) -> bool:
+    """Whether `data` ends as a complete file of `fmt` does (decoders forgive a missing end)."""
+    if fmt == "png":
+        return b"IEND\xaeB`\x82" in data[-64:]
+    if fmt == "jpeg":
+        return data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+    if fmt == "webp":
+        return len(data) >= 8 + int.from_bytes(data[4:8], "little")
+    return True
