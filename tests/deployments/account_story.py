@@ -30,9 +30,15 @@ from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import report_rows
 from tests.deployments.nightly_story import create_run
-from tests.deployments.prefect_server import INPAINT_FLOWS, POOL, PREFECT, REPO, PrefectServer
+from tests.deployments.prefect_server import (
+    FINAL_STATES,
+    INPAINT_FLOWS,
+    POOL,
+    PREFECT,
+    REPO,
+    PrefectServer,
+)
 
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 ON_DEMAND = "inpaint-batch/on-demand"  # no concurrency limit, unlike the nightly
 
 
@@ -212,7 +218,7 @@ def _wait_for_runs(
             release = None
         states = [server.api("GET", f"/flow_runs/{run_id}")["state"] for run_id in run_ids]
         types = [str(s["type"]) if s else "" for s in states]
-        if all(t in FINAL for t in types):
+        if all(t in FINAL_STATES for t in types):
             return types, most
         time.sleep(0.2)  # polling a condition, not waiting a fixed time
     raise AssertionError(f"runs not finished within {timeout} s (workers: see their logs)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,17 @@ from uuid import UUID
 
 from novita_local.server import LocalServer
 from tests.deployments.nightly_story import NIGHTLY, create_run
-from tests.deployments.prefect_server import POOL, PREFECT, REPO, PrefectServer
+from tests.deployments.prefect_server import (
+    FINAL_STATES as FINAL,
+)
+from tests.deployments.prefect_server import (
+    POOL,
+    PREFECT,
+    REPO,
+    PrefectServer,
+    wait_for,
+)
 from tests.flows.canary_support import write_batch
-
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def wait_for(what: str, check: Any, timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @dataclass

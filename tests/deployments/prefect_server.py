@@ -35,6 +35,18 @@ POOL = "inpaint-pool"
 START_TIMEOUT_S = 90.0
 API_ATTEMPTS = 6
 RETRY_STATUSES = {429, 502, 503}
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}  # a flow run that has ended
+
+
+def wait_for(what: str, check: Any, timeout: float = 180.0) -> Any:
+    """`check()`'s first truthy value, polled every 0.5 s (a condition, not a fixed wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def free_port() -> int:

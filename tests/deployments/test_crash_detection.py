@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psutil
@@ -17,26 +16,23 @@ import pytest
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import report_rows
-from tests.deployments.account_story import FINAL, ON_DEMAND, distinct_batch
+from tests.deployments.account_story import ON_DEMAND, distinct_batch
 from tests.deployments.nightly_story import create_run
-from tests.deployments.prefect_server import INPAINT_FLOWS, POOL, PREFECT, REPO, PrefectServer
+from tests.deployments.prefect_server import (
+    FINAL_STATES,
+    INPAINT_FLOWS,
+    POOL,
+    PREFECT,
+    REPO,
+    PrefectServer,
+    wait_for,
+)
 from tests.flows.helpers import job_counts
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-T = TypeVar("T")
 JOBS = 3
 WITHIN_S = 40  # the shipped 90 s, shortened for the test (heartbeats every 30 s)
 CRASH_AUTOMATION = "inpaint-run-unresponsive"
-
-
-def _until(what: str, check: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)  # polling a condition, not waiting a fixed time
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _state(server: PrefectServer, run_id: Any) -> dict[str, Any]:
@@ -89,7 +85,7 @@ def test_a_dead_worker_run_is_marked_crashed_and_a_rerun_pays_nothing_twice(
                 stderr=subprocess.STDOUT,
             )
         try:
-            _until(
+            wait_for(
                 "every task submitted (paid) and held in flight",
                 lambda: job_counts(api).total_submits == JOBS,
                 timeout=180,
@@ -98,7 +94,7 @@ def test_a_dead_worker_run_is_marked_crashed_and_a_rerun_pays_nothing_twice(
             _kill_machine(worker)
         assert _state(prefect_server, run_id)["type"] == "RUNNING"  # nobody is left to end it
 
-        crashed = _until(
+        crashed = wait_for(
             "the automation to mark the run Crashed",
             lambda: (s := _state(prefect_server, run_id))["type"] == "CRASHED" and s,
             timeout=WITHIN_S + 150,
@@ -108,8 +104,8 @@ def test_a_dead_worker_run_is_marked_crashed_and_a_rerun_pays_nothing_twice(
         httpx.post(f"{api.base_url}/_local/hold", params={"held": "false"}, timeout=10)
         rerun_id = create_run(prefect_server, ON_DEMAND, {"settings": settings})
         prefect_server.worker_run_once()
-        assert _until(
-            "the rerun to end", lambda: _state(prefect_server, rerun_id)["type"] in FINAL, 60
+        assert wait_for(
+            "the rerun to end", lambda: _state(prefect_server, rerun_id)["type"] in FINAL_STATES, 60
         )
         assert _state(prefect_server, rerun_id)["type"] == "COMPLETED"
         counts = job_counts(api)

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,13 @@ import pytest
 from novita_local.server import LocalServer
 from tests.deployments.nightly_story import NIGHTLY, RERUN_FAILED, create_run
 from tests.deployments.prefect_server import (
+    FINAL_STATES,
     INPAINT_FLOWS,
     POOL,
     REPO,
     PrefectServer,
     running_server,
+    wait_for,
 )
 from tests.flows.rerun_scenarios import copy_examples, read_report
 
@@ -36,16 +37,6 @@ STOP_TIMEOUT_S = 60.0
 # the timeout and stayed unpaused). Serve starts that way here, so the test does not depend on
 # how pytest itself was launched, and Ctrl-C must work even then.
 SIGINT_IGNORED = ("/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh")
-
-
-def wait_for(what: str, check: Any, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -152,5 +143,4 @@ def _nightly(server: PrefectServer) -> dict[str, Any] | None:
 
 def _final_state(server: PrefectServer, run_id: Any) -> str | None:
     state = server.api("GET", f"/flow_runs/{run_id}")["state"]
-    final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-    return str(state["type"]) if state and state["type"] in final else None
+    return str(state["type"]) if state and state["type"] in FINAL_STATES else None

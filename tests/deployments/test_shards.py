@@ -10,9 +10,9 @@ import pytest
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import report_rows
-from tests.deployments.account_story import FINAL, ON_DEMAND, distinct_batch, workers
+from tests.deployments.account_story import ON_DEMAND, distinct_batch, workers
 from tests.deployments.nightly_story import create_run
-from tests.deployments.prefect_server import PrefectServer
+from tests.deployments.prefect_server import FINAL_STATES, PrefectServer
 from tests.flows.helpers import job_counts
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -41,7 +41,7 @@ def test_one_batch_in_two_shards_on_two_workers(
             deadline = time.monotonic() + 300
             while (state := prefect_server.api("GET", f"/flow_runs/{parent}")["state"])[
                 "type"
-            ] not in FINAL:
+            ] not in FINAL_STATES:
                 assert time.monotonic() < deadline, "the sharded batch did not end in 300 s"
                 time.sleep(0.5)  # polling a condition, not waiting a fixed time
         counts = job_counts(api)
