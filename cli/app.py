@@ -26,6 +26,7 @@ from cli.options import RUN_ONLY, settings_from_options, with_settings_options
 from cli.prefect_api import TemporaryApi, start_temporary_api
 from inpaint_flows import canary, progress
 from inpaint_flows.client import DEFAULT_BASE_URL
+from inpaint_flows.locations import is_remote, parent_of
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.secrets import ENV_VAR
 from inpaint_flows.settings import LOCAL_BASE_URL, BatchSettings
@@ -192,14 +193,16 @@ def _quiet_prefect() -> None:
 @app.command()
 @with_settings_options()
 def run(
-    source: Path = typer.Argument(
-        ..., help="Folder (images/+masks/, or name+name_mask) or manifest (.csv/.jsonl)."
+    source: str = typer.Argument(
+        ...,
+        help="Folder (images/+masks/, or name+name_mask) or manifest (.csv/.jsonl); a folder "
+        "may be in a bucket (s3://, gs://, az://).",
     ),
     *,
     options: Mapping[str, Any],
 ) -> None:
     """Inpaint a folder or manifest; writes results, report.csv/.parquet and index.html to OUT."""
-    settings = settings_from_options(str(source), options, **_local_or_given(options))
+    settings = settings_from_options(source, options, **_local_or_given(options))
     api = start_temporary_api()  # boots while the flow's modules load
     from flows.inpaint_batch import inpaint_batch
 
@@ -215,14 +218,14 @@ def run(
 @app.command()
 @with_settings_options(frozenset(BatchSettings.model_fields) - RUN_ONLY)
 def check(
-    source: Path = typer.Argument(..., help="The folder or manifest `run` would be given."),
+    source: str = typer.Argument(..., help="The folder or manifest `run` would be given."),
     *,
     options: Mapping[str, Any],
 ) -> None:
     """Check a batch without paying: inputs, model names, the key, what is done, the bill."""
     from inpaint_flows.check import run_check
 
-    settings = settings_from_options(str(source), options, **_local_or_given(options))
+    settings = settings_from_options(source, options, **_local_or_given(options))
     result = asyncio.run(run_check(settings))
     console.print(result.text())
     raise typer.Exit(0 if result.ok else 1)
@@ -265,7 +268,9 @@ def masks_cmd(
 
 @app.command("rerun-failed")
 def rerun_failed_cmd(
-    report: Path = typer.Argument(..., help="The report.csv (or .parquet) of an earlier run."),
+    report: str = typer.Argument(
+        ..., help="The report.csv (or .parquet) of an earlier run; it may be in a bucket."
+    ),
     api_key_secret: str | None = typer.Option(
         None, help="Name of a Prefect Secret block holding the key."
     ),
@@ -276,7 +281,7 @@ def rerun_failed_cmd(
     """Rerun the failed, invalid and not-submitted rows of a report and merge them into it.
 
     Every setting of the batch is the one saved beside the report (batch.json)."""
-    if not report.is_file():
+    if not is_remote(report) and not Path(report).is_file():
         raise typer.BadParameter(f"{report} does not exist: pass the report.csv of an earlier run.")
     api = start_temporary_api()  # boots while the flow's modules load
     from flows.inpaint_batch import rerun_failed
@@ -289,7 +294,7 @@ def rerun_failed_cmd(
             return_state=True,
         ),
         "rerunning failed",
-        str(report.parent),
+        parent_of(report) if is_remote(report) else str(Path(report).parent),
         api,
     )
     raise typer.Exit(0 if ok else 1)

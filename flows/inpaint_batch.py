@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
@@ -36,10 +37,12 @@ from inpaint_flows.containment import crashed_chunk_outcomes
 from inpaint_flows.deployments import SHARD_DEPLOYMENT
 from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.errors import ConfigError
-from inpaint_flows.finalize import BatchReport
+from inpaint_flows.finalize import BatchReport, GalleryLink
 from inpaint_flows.finishing import JobFinisher
 from inpaint_flows.gallery import Thumbnailer
+from inpaint_flows.locations import use_storage_block
 from inpaint_flows.models import RERUN_STATUSES, Job, JobOutcome
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.settings import BatchSettings
 from inpaint_flows.shards import (
@@ -51,6 +54,7 @@ from inpaint_flows.shards import (
     split,
 )
 from inpaint_flows.spec import failed_names, load_settings, save_settings
+from inpaint_flows.store_location import STATE_URL_ENV
 from tasks.artifacts import LiveProgress, publish
 from tasks.canary import publish_canary
 from tasks.check import check_model_names
@@ -189,7 +193,6 @@ async def inpaint_batch(
     """
     logger = get_run_logger()
     started = time.monotonic()
-    name = settings.name
 
     async def find_jobs(settings: BatchSettings) -> list[Job]:
         jobs: list[Job] = await discover(
@@ -208,9 +211,34 @@ async def inpaint_batch(
             logger.warning("Model names not checked: %s", names.skipped)
         return with_name_problems(jobs, names)
 
-    jobs = await find_jobs(settings)
-    if settings.shards > 1 and rows_to is None:
-        return await _in_shards(settings, jobs, merge_report, started)
+    # A bucket that is missing or refuses us stops the run here, before anything is paid.
+    await use_storage_block(settings.storage_block)
+    output = OutputFolder(settings.out)
+    try:
+        output.check()
+        jobs = await find_jobs(settings)
+        if settings.shards > 1 and rows_to is None:
+            return await _in_shards(settings, jobs, merge_report, started, output)
+        return await _run_here(
+            settings, jobs, output, find_jobs, checked, merge_report, rows_to, started
+        )
+    finally:
+        output.cleanup()
+
+
+async def _run_here(
+    settings: BatchSettings,
+    jobs: list[Job],
+    output: OutputFolder,
+    find_jobs: Callable[[BatchSettings], Awaitable[list[Job]]],
+    checked: Callable[[list[Job], BatchRun], Awaitable[list[Job]]],
+    merge_report: bool,
+    rows_to: str | None,
+    started: float,
+) -> State:
+    """The batch's jobs in this flow run: chunks of jobs, then the report (or a shard's rows)."""
+    logger = get_run_logger()
+    name = settings.name
     size = chunk_size_for(
         len(jobs),
         settings.chunk_size,
@@ -224,40 +252,45 @@ async def inpaint_batch(
     # before it is paid for (`inpaint_flows.ledger`). batch.json and the report are replaced
     # atomically; the last run to finish writes them. A shard's parent saved its settings.
     if rows_to is None:
-        save_settings(settings)
+        save_settings(settings, output)
     limiter = RateLimiter(settings.images_per_minute)
-    async with (
-        resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
-        shared_pace(endpoint.base_url, limiter, name=settings.account_limit) as pace,
-        open_run(settings, endpoint, limiter=limiter) as run,
-        JobFinisher(settings.out) as finisher,
-    ):
-        logger.info(
-            "Batch %s: %d jobs in chunks of ≤%d, API %s; %s",
-            name,
-            len(jobs),
-            size,
-            endpoint.label,
-            pace.describe(),
-        )
-        api = endpoint.label
-        jobs = await checked(jobs, run)
-        live = await LiveProgress.start(name, len(jobs))
-        canary, rest = pick_canary(jobs, settings.canary)
-        if not canary:
-            outcomes = await _inpaint(
-                jobs, run, size=size, lanes=lanes, live=live, finisher=finisher
+    output.pull_store()
+    try:
+        async with (
+            resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
+            shared_pace(endpoint.base_url, limiter, name=settings.account_limit) as pace,
+            open_run(settings, endpoint, output=output, limiter=limiter) as run,
+            JobFinisher(output) as finisher,
+        ):
+            logger.info(
+                "Batch %s: %d jobs in chunks of ≤%d, API %s; %s",
+                name,
+                len(jobs),
+                size,
+                endpoint.label,
+                pace.describe(),
             )
-        else:
-            logger.info("Canary: %d of %d jobs first", len(canary), len(jobs))
-            inpaint = functools.partial(
-                _inpaint, run=run, size=size, lanes=lanes, live=live, finisher=finisher
-            )
-            outcomes, verdict, settings = await _with_canary(
-                canary, rest, settings, inpaint, find_jobs, checked, run, live
-            )
-        stop = run.halt.stop
-        await finisher.drain()  # the last rows' thumbnails: then the gallery only renders
+            api = endpoint.label
+            jobs = await checked(jobs, run)
+            live = await LiveProgress.start(name, len(jobs))
+            canary, rest = pick_canary(jobs, settings.canary)
+            if not canary:
+                outcomes = await _inpaint(
+                    jobs, run, size=size, lanes=lanes, live=live, finisher=finisher
+                )
+            else:
+                logger.info("Canary: %d of %d jobs first", len(canary), len(jobs))
+                inpaint = functools.partial(
+                    _inpaint, run=run, size=size, lanes=lanes, live=live, finisher=finisher
+                )
+                outcomes, verdict, settings = await _with_canary(
+                    canary, rest, settings, inpaint, find_jobs, checked, run, live
+                )
+            stop = run.halt.stop
+            await finisher.drain()  # the last rows' thumbnails: then the gallery only renders
+    finally:
+        # What was paid for survives this container (the default store, for a bucket).
+        output.publish_store()
 
     stopped = None if stop is None else f"Batch stopped ({stop.reason}): {stop.message}"
     if rows_to is not None:  # a shard: its parent writes the report from every shard's rows
@@ -266,7 +299,15 @@ async def inpaint_batch(
         message = f"{len(outcomes)} jobs, {failed} failed; rows for the parent run: {rows_to}"
         return Failed(message=message) if failed else Completed(message=message)
     return await _report(
-        settings, outcomes, merge_report, api, stopped, started, verdict, finisher.thumbnails
+        settings,
+        outcomes,
+        merge_report,
+        api,
+        stopped,
+        started,
+        verdict,
+        finisher.thumbnails,
+        output,
     )
 
 
@@ -279,17 +320,19 @@ async def _report(
     started: float,
     verdict: Verdict | None = None,
     thumbnails: Thumbnailer | None = None,
+    output: OutputFolder | None = None,
 ) -> State:
     """Write the report, publish the artifacts; end Failed when any row failed, Cancelled when
     the canary was cancelled. `thumbnails` made while the jobs ran are reused by the gallery."""
     name = settings.name
     report: BatchReport = await write_report(
         _unwalked(outcomes),
-        settings.out,
+        _unwalked(output or OutputFolder(settings.out)),
         f"Inpainting: {name}",
         merge_report,
         api,
         _unwalked(thumbnails),
+        GalleryLink(settings.gallery_link, settings.gallery_link_expiry_s),
     )
     await publish(_unwalked(report), name, time.monotonic() - started)
 
@@ -312,7 +355,11 @@ async def _report(
 
 
 async def _in_shards(
-    settings: BatchSettings, jobs: list[Job], merge_report: bool, started: float
+    settings: BatchSettings,
+    jobs: list[Job],
+    merge_report: bool,
+    started: float,
+    output: OutputFolder,
 ) -> State:
     """Run the batch as `settings.shards` child runs of the shard deployment, on the pool's
     workers; then one report from every shard's rows."""
@@ -325,11 +372,18 @@ async def _in_shards(
             "shards and canary 0.",
             reason="CANARY_WITH_SHARDS",
         )
+    if output.remote and not (settings.state_url or os.environ.get(STATE_URL_ENV)):
+        raise ConfigError(
+            f"Shards writing to {settings.out} need a job store they share: give --state-url "
+            f"postgresql://USER@HOST/DB (or ${STATE_URL_ENV}). Each container's own SQLite "
+            "copy could not tell the others what was paid for.",
+            reason="SHARDS_NEED_SHARED_STORE",
+        )
     await require_shard_deployment()
     parts = split([job.name for job in jobs], settings.shards)
     parent = str(flow_run.id or "local")
     paths = [rows_path(settings.out, parent, i) for i in range(len(parts))]
-    save_settings(settings)
+    save_settings(settings, output)
     get_run_logger().info("Batch %s: %d jobs in %d shards", settings.name, len(jobs), len(parts))
     children = await asyncio.gather(
         *(
@@ -349,7 +403,7 @@ async def _in_shards(
     )
     outcomes = rows_of_shards(jobs, parts, paths, children)
     api = next((o.api for o in outcomes if o.api), None)
-    return await _report(settings, outcomes, merge_report, api, None, started)
+    return await _report(settings, outcomes, merge_report, api, None, started, output=output)
 
 
 @flow(name="rerun-failed", flow_run_name="rerun failed of {report}")

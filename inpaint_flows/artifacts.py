@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inpaint_flows.finalize import BatchReport
+from inpaint_flows.locations import is_remote, parent_of
 from inpaint_flows.models import RERUN_STATUSES, JobOutcome, JobStatus
 
 ARTIFACT_KEY_RE = re.compile(r"[^a-z0-9-]+")
@@ -103,7 +104,7 @@ def summary_markdown(
             text = _cell(_with_name(example)) if example else ""
             lines.append(f"| `{reason}` | {count} | {text} |")
 
-    out_dir = Path(report.csv).parent
+    out_dir = parent_of(report.csv) if is_remote(report.csv) else Path(report.csv).parent
     lines += [
         "",
         "## Outputs",
@@ -147,7 +148,12 @@ def report_table(report: BatchReport, limit: int = 500) -> list[dict[str, Any]]:
 
 
 def gallery_link(report: BatchReport) -> str:
-    """A file:// link: it opens on the machine (or share) that holds the output folder."""
+    """What a person opens: for a bucket, the presigned page or the bucket's URL (as the
+    batch asked); locally, a file:// link that opens on the machine (or share) holding it."""
+    if report.link:
+        return report.link
+    if is_remote(report.gallery):
+        return report.gallery
     return Path(report.gallery).resolve().as_uri()
 
 

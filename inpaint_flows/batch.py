@@ -28,6 +28,7 @@ from inpaint_flows.client import NovitaClient
 from inpaint_flows.endpoint import Endpoint
 from inpaint_flows.halt import BatchHalt
 from inpaint_flows.ledger import Ledger
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.pipeline import ContentLocks, JobRunner, JobState, Tuning
 from inpaint_flows.polling import PollPlanner
@@ -51,6 +52,7 @@ class BatchRun:
     endpoint: Endpoint
     in_flight: asyncio.Semaphore
     runner: JobRunner
+    output: OutputFolder
     halt: BatchHalt = field(default_factory=BatchHalt)
 
     async def run_jobs(self, states: Sequence[JobState]) -> list[JobState]:
@@ -74,17 +76,22 @@ async def open_run(
     settings: BatchSettings,
     endpoint: Endpoint,
     *,
+    output: OutputFolder | None = None,
     limiter: RateLimiter | None = None,
     tuning: Tuning = Tuning(),
 ) -> AsyncIterator[BatchRun]:
     """The run's client (one kept-open connection per in-flight slot), ledger and helpers.
 
-    `limiter` paces the run's submits (default: to `settings.images_per_minute`); the flow
-    passes one that follows the run's share of the account's limit (`account.shared_pace`).
+    `output`: where results go (default: `settings.out`, a local folder). `limiter` paces the
+    run's submits (default: to `settings.images_per_minute`); the flow passes one that follows
+    the run's share of the account's limit (`account.shared_pace`).
     """
     halt = BatchHalt()
     limit = settings.max_in_flight
-    store = StoreLocation.for_batch(settings.state_url, settings.ledger_dir, os.environ)
+    output = output or OutputFolder(settings.out)
+    store = StoreLocation.for_batch(
+        settings.state_url, output.state_dir(settings.state_dir), os.environ
+    )
     async with (
         NovitaClient(
             endpoint.api_key,
@@ -99,7 +106,7 @@ async def open_run(
         runner = JobRunner(
             client,
             ledger,
-            out_dir=settings.out,
+            output=output,
             poll_timeout_s=settings.poll_timeout_s,
             planner=PollPlanner(tuning.min_poll_interval_s, tuning.max_poll_interval_s),
             locks=ContentLocks(),
@@ -113,5 +120,6 @@ async def open_run(
             endpoint=endpoint,
             in_flight=asyncio.Semaphore(max(1, limit)),
             runner=runner,
+            output=output,
             halt=halt,
         )

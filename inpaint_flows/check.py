@@ -194,7 +194,7 @@ async def run_check(settings: BatchSettings) -> CheckReport:
         assert state.prepared is not None
         entry = recorded.get(state.prepared.job_key)
         if entry is not None and run.ledger.outputs_intact(
-            entry, settings.out, outputs_for(entry, state.job.output_stem)
+            entry, run.output, outputs_for(entry, state.job.output_stem)
         ):
             done += 1
         elif entry is not None and entry.state == "submitted":

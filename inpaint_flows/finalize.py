@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from inpaint_flows.gallery import Thumbnailer, write_gallery
+from inpaint_flows.gallery import INDEX_NAME, SHARED_NAME, Thumbnailer, write_gallery
+from inpaint_flows.locations import public_url, sign
 from inpaint_flows.models import RERUN_STATUSES, JobOutcome
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.report import (
     CSV_NAME,
     merge_outcomes,
@@ -35,20 +39,44 @@ class BatchReport(BaseModel):
     summary: ReportSummary
     outcomes: tuple[JobOutcome, ...]
     api: str | None = None  # which API produced this run's results
+    link: str | None = None  # what a person opens to see the gallery (None: the local file)
 
     @property
     def failed(self) -> int:
         return sum(1 for o in self.outcomes if o.status in RERUN_STATUSES)
 
 
+@dataclass(frozen=True)
+class GalleryLink:
+    """What the dashboard's gallery link opens when the output folder is in a bucket:
+    `presigned` (`index.shared.html`, every link signed for `expiry_s`) or `bucket` (the
+    page's plain URL, for buckets their readers may read)."""
+
+    mode: Literal["presigned", "bucket"] = "presigned"
+    expiry_s: int = 7 * 24 * 3600
+
+    def signer(self, output: OutputFolder) -> Callable[[str], str] | None:
+        if not output.remote or self.mode != "presigned":
+            return None
+        return lambda rel: sign(output.location(rel), self.expiry_s) or output.location(rel)
+
+    def url_of(self, output: OutputFolder) -> str | None:
+        if not output.remote:
+            return None
+        if self.mode == "presigned":
+            return sign(output.location(SHARED_NAME), self.expiry_s)
+        return public_url(output.location(INDEX_NAME))
+
+
 def finalize_report(
     outcomes: Sequence[JobOutcome],
-    out_dir: str,
+    out_dir: str | OutputFolder,
     *,
     title: str,
     merge: bool = False,
     api: str | None = None,
     thumbnails: Thumbnailer | None = None,
+    link: GalleryLink = GalleryLink(),
 ) -> BatchReport:
     """Write report.csv, report.parquet and index.html; with `merge`, update the old report.
 
@@ -56,18 +84,30 @@ def finalize_report(
     the thumbnails made as jobs finished instead of making them all now.
     """
     rows = list(outcomes)
-    previous = Path(out_dir) / CSV_NAME
+    output = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir)
+    thumbs = thumbnails or Thumbnailer(output)
     # Runs that share an output folder finish one at a time here, so a merging run never
     # reads a report that another run replaces before this one writes (its rows would be lost).
-    with _writing_reports(Path(out_dir)):
-        if merge and previous.exists():
-            rows = merge_outcomes(outcomes_from_frame(read_report(previous)), rows)
-        paths = write_report(outcomes_to_frame(rows), out_dir)
-        gallery = write_gallery(rows, out_dir, title=title, api=api, thumbnails=thumbnails)
+    # (For a bucket the lock is this machine's: runs in several containers at once need the
+    # shared job store, and their reports are merged by the last one to finish.)
+    with _writing_reports(output.work):
+        if merge and output.pull(CSV_NAME):
+            previous = read_report(output.work / CSV_NAME)
+            rows = merge_outcomes(outcomes_from_frame(previous), rows)
+        paths = write_report(outcomes_to_frame(rows), output.work)
+        signed = link.signer(output)
+        gallery = write_gallery(
+            rows, output, title=title, api=api, thumbnails=thumbs, signed=signed
+        )
+        # For a bucket: each file uploaded whole, the pages last so they never show missing
+        # thumbnails.
+        pages = (gallery.name, SHARED_NAME) if signed else (gallery.name,)
+        output.publish(*thumbs.new_files(), paths.csv.name, paths.parquet.name, *pages)
     return BatchReport(
-        csv=str(paths.csv),
-        parquet=str(paths.parquet),
-        gallery=str(gallery),
+        csv=output.location(paths.csv.name),
+        parquet=output.location(paths.parquet.name),
+        gallery=output.location(gallery.name),
+        link=link.url_of(output),
         summary=summarize(rows),
         outcomes=tuple(rows),
         api=api,

@@ -29,6 +29,7 @@ from typing import TypeVar
 from inpaint_flows.batch import BatchRun
 from inpaint_flows.gallery import Thumbnailer
 from inpaint_flows.models import Job, JobOutcome
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.pipeline import JobState
 from inpaint_flows.storage import StrPath
 
@@ -43,7 +44,7 @@ class JobFinisher:
     row queued so far is done (call it before writing the gallery with `thumbnails`).
     """
 
-    def __init__(self, out_dir: StrPath) -> None:
+    def __init__(self, out_dir: StrPath | OutputFolder) -> None:
         self.thumbnails = Thumbnailer(out_dir)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Future[None]] = set()

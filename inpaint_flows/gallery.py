@@ -30,19 +30,23 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import jinja2
 from PIL import Image, ImageOps
 
+from inpaint_flows.errors import ConfigError
+from inpaint_flows.locations import info, is_remote, open_input
 from inpaint_flows.models import JobOutcome, JobStatus
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text, is_temp_file_of
 from inpaint_flows.summary import summarize
 
 INDEX_NAME = "index.html"
+SHARED_NAME = "index.shared.html"  # every link presigned: for a private bucket
 THUMBS_DIR = "_thumbs"
 THUMB_MAX_SIDE = 256
 
@@ -73,29 +77,35 @@ class _Missing:
 
 def write_gallery(
     outcomes: Iterable[JobOutcome],
-    out_dir: StrPath,
+    out_dir: StrPath | OutputFolder,
     *,
     title: str = "Inpaint Flows gallery",
     api: str | None = None,
     thumbnails: Thumbnailer | None = None,
+    signed: Callable[[str], str] | None = None,
 ) -> Path:
     """Write `index.html` (atomically) and its thumbnails into `out_dir`; return the page path.
 
+    With `signed` (relative path → URL anyone can open, e.g. presigned), also write
+    `index.shared.html`: the same page with every link through `signed`, for a private bucket.
+
     Parameters:
         outcomes: the report rows, shown in this order.
-        out_dir: the batch's output folder; thumbnails go to `out_dir/_thumbs/`.
+        out_dir: the batch's output folder (its working folder, for a bucket); thumbnails go
+            to `_thumbs/` there.
         title: the page title and heading (escaped, any text is fine).
         api: which API produced this run's results, shown under the title.
         thumbnails: the run's `Thumbnailer` for `out_dir`, holding the thumbnails it already
             made as jobs finished (any it lacks are made now).
     """
-    root = Path(out_dir)
+    output = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(os.fspath(out_dir))
+    root = output.work
     rows = list(outcomes)
     if thumbnails is not None and thumbnails.root != root:
         raise ValueError(f"thumbnails were made for {thumbnails.root}, not {root}")
-    thumbs = thumbnails or Thumbnailer(root)
+    thumbs = thumbnails or Thumbnailer(output)
     thumbs.used.clear()  # only what this page shows is kept by `prune`
-    real_root = root.resolve()
+    links = _Links(output)
     summary = summarize(rows)
     facts = []
     if summary.latency_mean_s is not None:
@@ -105,22 +115,28 @@ def write_gallery(
         )
     if summary.images_per_min is not None:
         facts.append(f"{summary.images_per_min:.2f} images/min")
-    page = (
-        _template()
-        .render(
-            title=title,
-            api=api,
-            summary=summary,
-            counts=[(status, n) for status, n in summary.counts.items() if n],
-            count_of=summary.counts,
-            reasons=summary.top_reasons,
-            facts="; ".join(facts),
-            colours=STATUS_COLOURS,
-            rows=[_row(i, o, root, real_root, thumbs) for i, o in enumerate(rows, start=1)],
+    page_rows = [_row(i, o, links, thumbs) for i, o in enumerate(rows, start=1)]
+
+    def render(rows: list[_Row]) -> str:
+        return (
+            _template()
+            .render(
+                title=title,
+                api=api,
+                summary=summary,
+                counts=[(status, n) for status, n in summary.counts.items() if n],
+                count_of=summary.counts,
+                reasons=summary.top_reasons,
+                facts="; ".join(facts),
+                colours=STATUS_COLOURS,
+                rows=rows,
+            )
+            .lstrip()
         )
-        .lstrip()
-    )
-    path = atomic_write_text(root / INDEX_NAME, page)
+
+    path = atomic_write_text(root / INDEX_NAME, render(page_rows))
+    if signed is not None:
+        atomic_write_text(root / SHARED_NAME, render([_signed(r, signed) for r in page_rows]))
     thumbs.prune()
     return path
 
@@ -140,18 +156,22 @@ def _template() -> jinja2.Template:
 
 
 class Thumbnailer:
-    """Makes (or reuses) the thumbnails under `root/_thumbs` and remembers which it used.
+    """Makes (or reuses) the thumbnails under `_thumbs/` of the output folder's working folder
+    and remembers which it used.
 
-    It also remembers each thumbnail it made or found, by its key (source path, size, mtime),
-    so asking again for an unchanged file costs a `stat`, not a decode. Not thread-safe: one
-    thread at a time (the run's finishing worker, then the report writer after it).
+    It also remembers each thumbnail it made or found, by its key (source path, size, and
+    modification time or ETag), so asking again for an unchanged file costs a `stat` (one
+    listing, for a bucket), not a decode. Not thread-safe: one thread at a time (the run's
+    finishing worker, then the report writer after it).
     """
 
-    def __init__(self, root: StrPath) -> None:
-        self.root = Path(root)
+    def __init__(self, root: StrPath | OutputFolder) -> None:
+        self.output = root if isinstance(root, OutputFolder) else OutputFolder(os.fspath(root))
+        self.root = self.output.work
         self.folder = self.root / THUMBS_DIR
         self.used: set[str] = set()
-        self._known: dict[tuple[str, int, int], _Thumb] = {}
+        self.made: set[str] = set()  # written by this run (what a bucket's copy lacks)
+        self._known: dict[tuple[str, int, str], _Thumb] = {}
 
     def prepare(self, outcome: JobOutcome) -> None:
         """Make the thumbnails `outcome`'s gallery row shows (original, mask, results)."""
@@ -162,39 +182,43 @@ class Thumbnailer:
             self.thumb(path, output=True)
 
     def thumb(self, path_text: str, *, output: bool = False) -> _Thumb | _Missing:
-        source = _locate(path_text, self.root) if output else Path(path_text)
+        if output and self.output.remote:
+            source = self.output.location(path_text)
+        else:
+            source = str(_locate(path_text, self.root)) if output else path_text
         try:
-            st = source.stat()
-        except OSError as exc:
-            return _Missing(f"cannot read {path_text}: {exc.strerror or exc}")
-        if not stat.S_ISREG(st.st_mode):
+            seen = _identity(source)
+        except (OSError, ConfigError) as exc:
+            return _Missing(f"cannot read {path_text}: {_why(exc)}")
+        if seen is None:
             return _Missing(f"cannot read {path_text}: not a file")
         # The same file, unchanged since its thumbnail was made or found: no decode, no hash.
-        seen = (os.path.abspath(source), st.st_size, st.st_mtime_ns)
         known = self._known.get(seen)
         if known is not None and (self.root / known.src).is_file():
             self.used.add(known.src.rpartition("/")[2])
             return known
-        found = self._find_or_make(source, st)
+        found = self._find_or_make(source, seen)
         if isinstance(found, _Thumb):
             self._known[seen] = found
         return found
 
-    def _find_or_make(self, source: Path, st: os.stat_result) -> _Thumb | _Missing:
-        key = hashlib.sha256(
-            f"{source.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{THUMB_MAX_SIDE}".encode()
-        ).hexdigest()[:24]
+    def _find_or_make(self, source: str, seen: tuple[str, int, str]) -> _Thumb | _Missing:
+        where, size, version = seen
+        key = hashlib.sha256(f"{where}\0{size}\0{version}\0{THUMB_MAX_SIDE}".encode()).hexdigest()[
+            :24
+        ]
         for suffix in (".jpg", ".png"):
             cached = self.folder / f"{key}{suffix}"
-            if cached.is_file():
+            rel = f"{THUMBS_DIR}/{cached.name}"
+            if cached.is_file() or (self.output.remote and self._pulled(rel)):
                 try:
                     with Image.open(cached) as im:
-                        size = im.size
+                        dimensions = im.size
                 except Exception:  # a damaged cached thumbnail is simply made again
                     break
-                return self._use(cached.name, size)
+                return self._use(cached.name, dimensions)
         try:
-            data, suffix, size = _make_thumbnail(source)
+            data, suffix, dimensions = _make_thumbnail(source)
         except Exception as exc:  # any undecodable file becomes a placeholder, never a crash
             return _Missing(f"cannot preview: {exc}")
         name = f"{key}{suffix}"
@@ -205,11 +229,20 @@ class Thumbnailer:
             atomic_write_bytes(self.folder / name, data, durable=False)
         except OSError as exc:  # e.g. another run sharing the folder pruned it: a preview only
             return _Missing(f"cannot write its preview: {exc}")
-        return self._use(name, size)
+        self.made.add(name)
+        return self._use(name, dimensions)
+
+    def _pulled(self, rel: str) -> bool:
+        """A bucket's copy of a thumbnail an earlier run made, fetched if it is there."""
+        return self.output.result_size(rel) is not None and self.output.pull(rel)
 
     def _use(self, name: str, size: tuple[int, int]) -> _Thumb:
         self.used.add(name)
         return _Thumb(src=f"{THUMBS_DIR}/{name}", width=size[0], height=size[1])
+
+    def new_files(self) -> list[str]:
+        """The thumbnails this run wrote that the page shows (relative to the output folder)."""
+        return [f"{THUMBS_DIR}/{name}" for name in sorted(self.made & self.used)]
 
     def prune(self) -> None:
         """Remove thumbnails of files that are no longer shown (only ones this module made),
@@ -225,6 +258,27 @@ class Thumbnailer:
                     entry.unlink(missing_ok=True)
 
 
+def _identity(source: str) -> tuple[str, int, str] | None:
+    """(where, size, version) of a file or object; None when it is not a file.
+
+    A local file's version is its modification time; an object's, its ETag (or time).
+    """
+    if is_remote(source):
+        meta = info(source)
+        if meta is None:
+            raise FileNotFoundError(2, "no such object")
+        version = meta.get("ETag") or meta.get("LastModified") or meta.get("mtime") or ""
+        return source, int(meta.get("size") or 0), str(version)
+    st = os.stat(source)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return str(Path(source).resolve()), st.st_size, str(st.st_mtime_ns)
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
 def _locate(path_text: str, root: Path) -> Path:
     """An output's file: absolute as is, else under the output folder, else the current dir."""
     path = Path(path_text)
@@ -234,12 +288,12 @@ def _locate(path_text: str, root: Path) -> Path:
     return under_root if under_root.exists() else path
 
 
-def _make_thumbnail(source: Path) -> tuple[bytes, str, tuple[int, int]]:
+def _make_thumbnail(source: str) -> tuple[bytes, str, tuple[int, int]]:
     """Encode a thumbnail: PNG for masks and transparent images, JPEG for the rest."""
     with warnings.catch_warnings():
         # A decompression-bomb-sized file is refused instead of decoded into memory.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(source) as opened:
+        with open_input(source) as fh, Image.open(fh) as opened:
             opened.draft(opened.mode, (THUMB_MAX_SIDE, THUMB_MAX_SIDE))  # fast JPEG downscale
             im = ImageOps.exif_transpose(opened)
             im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.LANCZOS)
@@ -283,7 +337,7 @@ class _Row:
     facts: tuple[_Fact, ...]
 
 
-def _row(index: int, outcome: JobOutcome, root: Path, real_root: Path, thumbs: Thumbnailer) -> _Row:
+def _row(index: int, outcome: JobOutcome, links: _Links, thumbs: Thumbnailer) -> _Row:
     facts = []
     if outcome.task_id:
         facts.append(_Fact(code=outcome.task_id))
@@ -299,8 +353,7 @@ def _row(index: int, outcome: JobOutcome, root: Path, real_root: Path, thumbs: T
         mask=thumbs.thumb(outcome.mask_path) if outcome.mask_path else None,
         mask_source=outcome.mask_source,
         results=tuple(
-            _Result(thumbs.thumb(p, output=True), _link_inside(p, root, real_root))
-            for p in outcome.outputs
+            _Result(thumbs.thumb(p, output=True), links.inside(p)) for p in outcome.outputs
         ),
         reason=outcome.reason,
         message=outcome.message,
@@ -308,14 +361,38 @@ def _row(index: int, outcome: JobOutcome, root: Path, real_root: Path, thumbs: T
     )
 
 
-def _link_inside(path_text: str, root: Path, real_root: Path) -> str | None:
-    """A relative URL to a file inside the output folder; None for anything outside it.
+def _signed(row: _Row, sign: Callable[[str], str]) -> _Row:
+    """`row` with every relative link replaced by `sign(relative path)`."""
 
-    `real_root` is `root.resolve()`, resolved once per page.
-    """
-    target = _locate(path_text, root).resolve()
-    try:
-        relative = target.relative_to(real_root)
-    except ValueError:
-        return None  # a link leaving the folder would break when the folder moves
-    return quote(relative.as_posix(), safe="/") if target.is_file() else None
+    def thumb(t: _Thumb | _Missing | None) -> _Thumb | _Missing | None:
+        return replace(t, src=sign(unquote(t.src))) if isinstance(t, _Thumb) else t
+
+    return replace(
+        row,
+        original=thumb(row.original) or row.original,
+        mask=thumb(row.mask),
+        results=tuple(
+            _Result(thumb(r.thumb) or r.thumb, sign(unquote(r.link)) if r.link else None)
+            for r in row.results
+        ),
+    )
+
+
+class _Links:
+    """Relative URLs to files inside the output folder (None for anything outside it)."""
+
+    def __init__(self, output: OutputFolder) -> None:
+        self.output = output
+        self.real_root = output.work.resolve()  # resolved once per page
+
+    def inside(self, path_text: str) -> str | None:
+        if self.output.remote:  # results are named relative to the bucket's folder
+            if self.output.result_size(path_text) is None:
+                return None
+            return quote(path_text, safe="/")
+        target = _locate(path_text, self.output.work).resolve()
+        try:
+            relative = target.relative_to(self.real_root)
+        except ValueError:
+            return None  # a link leaving the folder would break when the folder moves
+        return quote(relative.as_posix(), safe="/") if target.is_file() else None

@@ -43,6 +43,8 @@ from pathlib import Path, PurePosixPath
 from inpaint_flows.annotations import Annotations, match_images, read_annotations
 from inpaint_flows.drafts import Draft, to_jobs
 from inpaint_flows.errors import AnnotationError, ImageError, InputError, ManifestError, MaskError
+from inpaint_flows.locations import files_under, is_remote
+from inpaint_flows.locations import is_file as remote_is_file
 from inpaint_flows.manifest import MANIFEST_SUFFIXES, manifest_drafts
 from inpaint_flows.masks import (
     WAYS_TO_GIVE_A_MASK,
@@ -116,9 +118,24 @@ def discover_jobs(
         ManifestError: the manifest cannot be used at all (see the module docstring).
         AnnotationError: the annotations cannot be read, or `--labels` names an unknown label.
     """
-    src = Path(source)
     settings = masks or MaskSettings()
     single_mask = _single_mask(mask)
+    if is_remote(source):
+        if settings.annotations:
+            raise InputError(
+                f"Source {source}: annotation files with a source in a bucket are not supported"
+                " yet. Copy the images and annotations to a local folder, or draw masks first"
+                " (`inpaint-flows masks`) and put them beside the images.",
+                reason="UNSUPPORTED_REMOTE_SOURCE",
+            )
+        return _checked_drafts(
+            _remote_drafts(os.fspath(source), defaults, single_mask, exclude),
+            settings,
+            None,
+            Path("."),
+            defaults,
+        )
+    src = Path(source)
     # Read before the images are listed: an unreadable file or a mistyped label stops the
     # batch before anything else happens.
     annotations = (
@@ -149,6 +166,17 @@ def discover_jobs(
         else:
             drafts = _pair_layout_drafts(src, defaults, single_mask, skip)
             root = src.absolute()
+    return _checked_drafts(drafts, settings, annotations, root, defaults)
+
+
+def _checked_drafts(
+    drafts: list[Draft],
+    settings: MaskSettings,
+    annotations: Annotations | None,
+    root: Path,
+    defaults: InpaintParams,
+) -> list[Job]:
+    """The jobs of `drafts`, with their mask recipes and the hints of a missing mask."""
     drawing = annotations is not None or settings.region is not None or _has_shapes(drafts)
     if drawing or settings.ops.any:
         drafts = _with_mask_recipes(drafts, settings, annotations, root, defaults)
@@ -160,9 +188,52 @@ def discover_jobs(
     return to_jobs(drafts)
 
 
+def _remote_drafts(
+    url: str, defaults: InpaintParams, single_mask: str | None, exclude: Iterable[str | Path]
+) -> list[Draft]:
+    """The drafts of a folder in a bucket: one listing, paired like a local folder.
+
+    A manifest in a bucket is not read yet (its paths are relative to a local folder).
+    """
+    if url.lower().endswith(tuple(MANIFEST_SUFFIXES)):
+        raise InputError(
+            f"Source {url}: a manifest in a bucket is not supported yet. Copy the manifest to a"
+            " local file (its image and mask paths may stay local), or point --source at the"
+            " folder in the bucket.",
+            reason="UNSUPPORTED_REMOTE_SOURCE",
+        )
+    skipped = tuple(f"{os.fspath(p).rstrip('/')}/" for p in exclude if is_remote(p))
+    files = [
+        (rel, loc)
+        for rel, loc in files_under(url)
+        if not any(part.startswith(".") for part in rel.split("/"))
+        and not loc.startswith(skipped)
+        and loc != single_mask
+    ]
+    if not files:
+        raise InputError(
+            f"Source {url} holds no files. Give a folder of images and masks in the bucket"
+            " (images/ + masks/, or name + name_mask pairs).",
+            reason="SOURCE_NOT_FOUND",
+        )
+    images = _image_files(files, url)
+    if any(rel.startswith("images/") for rel, _ in images):
+        split = [(rel[len("images/") :], loc) for rel, loc in images if rel.startswith("images/")]
+        masks = [(rel[len("masks/") :], loc) for rel, loc in images if rel.startswith("masks/")]
+        return _split_drafts(split, masks, defaults, single_mask)
+    return _pair_drafts(images, defaults, single_mask)
+
+
 def _single_mask(mask: str | Path | None) -> str | None:
     if mask is None:
         return None
+    if is_remote(mask):
+        if not remote_is_file(os.fspath(mask)):
+            raise MaskError(
+                f"The mask for all images, {mask}, does not exist in the bucket.",
+                reason="MASK_NOT_FOUND",
+            )
+        return os.fspath(mask)
     path = Path(mask)
     if not path.is_file():
         raise MaskError(
@@ -268,10 +339,9 @@ def _with_mask_recipes(
 # Folders
 
 
-def _walk(root: Path, skip: set[Path]) -> list[tuple[str, Path]]:
-    """(relative POSIX path, path) of the image files under `root`, sorted."""
-    found: list[tuple[str, Path]] = []
-    ignored: list[str] = []
+def _walk(root: Path, skip: set[Path]) -> list[tuple[str, str]]:
+    """(relative POSIX path, absolute path) of the image files under `root`, sorted."""
+    files: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = sorted(
@@ -281,11 +351,16 @@ def _walk(root: Path, skip: set[Path]) -> list[tuple[str, Path]]:
             path = here / filename
             if filename.startswith(".") or path.absolute() in skip:
                 continue
-            rel = path.relative_to(root).as_posix()
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                found.append((rel, path))
-            else:
-                ignored.append(rel)
+            files.append((path.relative_to(root).as_posix(), str(path.absolute())))
+    return _image_files(files, root)
+
+
+def _image_files(files: list[tuple[str, str]], root: Path | str) -> list[tuple[str, str]]:
+    """The image files of `files` (by extension), sorted; the others are logged as skipped."""
+    found = [
+        (rel, loc) for rel, loc in files if PurePosixPath(rel).suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    ignored = [rel for rel, _ in files if PurePosixPath(rel).suffix.lower() not in IMAGE_EXTENSIONS]
     if ignored:
         logger.info(
             "Skipped %d file(s) in %s that are not images by their extension: %s",
@@ -297,11 +372,12 @@ def _walk(root: Path, skip: set[Path]) -> list[tuple[str, Path]]:
     return found
 
 
-def _pick_mask(candidates: list[Path], image: Path) -> Path | list[Path] | None:
+def _pick_mask(candidates: list[str], image: str) -> str | list[str] | None:
     """The one mask for `image`; a list when several fit equally; None when none does."""
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
-    same_ext = [c for c in candidates if c.suffix.lower() == image.suffix.lower()]
+    suffix = PurePosixPath(image).suffix.lower()
+    same_ext = [c for c in candidates if PurePosixPath(c).suffix.lower() == suffix]
     if len(same_ext) == 1:
         return same_ext[0]
     return sorted(candidates)
@@ -309,13 +385,13 @@ def _pick_mask(candidates: list[Path], image: Path) -> Path | list[Path] | None:
 
 def _folder_draft(
     rel: str,
-    image: Path,
-    picked: Path | list[Path] | None,
+    image: str,
+    picked: str | list[str] | None,
     single_mask: str | None,
     defaults: InpaintParams,
     expected: str,
 ) -> Draft:
-    draft = Draft(rel=rel, image_path=str(image.absolute()), mask_path=None, params=defaults)
+    draft = Draft(rel=rel, image_path=image, mask_path=None, params=defaults)
     if isinstance(picked, list):
         listing = ", ".join(str(p) for p in picked)
         draft.problems.append(
@@ -326,7 +402,7 @@ def _folder_draft(
             )
         )
     elif picked is not None:
-        draft.mask_path = str(picked.absolute())
+        draft.mask_path = picked
     elif single_mask is not None:
         draft.mask_path = single_mask
     else:
@@ -344,16 +420,26 @@ def _split_layout_drafts(
     src: Path, defaults: InpaintParams, single_mask: str | None, skip: set[Path]
 ) -> list[Draft]:
     images_dir, masks_dir = src / "images", src / "masks"
-    masks: dict[tuple[str, str], list[Path]] = defaultdict(list)
-    if masks_dir.is_dir():
-        for rel, path in _walk(masks_dir, skip):
-            masks[_mask_key(rel)].append(path)
+    masks = _walk(masks_dir, skip) if masks_dir.is_dir() else []
+    return _split_drafts(_walk(images_dir, skip), masks, defaults, single_mask)
+
+
+def _split_drafts(
+    images: list[tuple[str, str]],
+    mask_files: list[tuple[str, str]],
+    defaults: InpaintParams,
+    single_mask: str | None,
+) -> list[Draft]:
+    """images/ + masks/: (relative path, location) of each; a mask has its image's path."""
+    masks: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for rel, loc in mask_files:
+        masks[_mask_key(rel)].append(loc)
     drafts = []
-    for rel, path in _walk(images_dir, skip):
-        picked = _pick_mask(masks.get(_mask_key(rel), []), path)
+    for rel, loc in images:
+        picked = _pick_mask(masks.get(_mask_key(rel), []), loc)
         stem = PurePosixPath(rel).with_suffix("")
         expected = f"masks/{stem}.png (or .jpg, .webp, ...)"
-        drafts.append(_folder_draft(rel, path, picked, single_mask, defaults, expected))
+        drafts.append(_folder_draft(rel, loc, picked, single_mask, defaults, expected))
     return drafts
 
 
@@ -365,17 +451,24 @@ def _mask_key(rel: str) -> tuple[str, str]:
 def _pair_layout_drafts(
     src: Path, defaults: InpaintParams, single_mask: str | None, skip: set[Path]
 ) -> list[Draft]:
-    masks: dict[tuple[str, str], list[Path]] = defaultdict(list)
-    images: list[tuple[str, Path]] = []
-    for rel, path in _walk(src, skip):
+    return _pair_drafts(_walk(src, skip), defaults, single_mask)
+
+
+def _pair_drafts(
+    files: list[tuple[str, str]], defaults: InpaintParams, single_mask: str | None
+) -> list[Draft]:
+    """name + name_mask pairs: (relative path, location) of every image file."""
+    masks: dict[tuple[str, str], list[str]] = defaultdict(list)
+    images: list[tuple[str, str]] = []
+    for rel, loc in files:
         posix = PurePosixPath(rel)
         if posix.stem.casefold().endswith(MASK_SUFFIX):
-            masks[(str(posix.parent), posix.stem[: -len(MASK_SUFFIX)].casefold())].append(path)
+            masks[(str(posix.parent), posix.stem[: -len(MASK_SUFFIX)].casefold())].append(loc)
         else:
-            images.append((rel, path))
+            images.append((rel, loc))
     drafts = []
-    for rel, path in images:
-        picked = _pick_mask(masks.get(_mask_key(rel), []), path)
-        expected = f"{path.stem}{MASK_SUFFIX}.png (or .jpg, .webp, ...) beside it"
-        drafts.append(_folder_draft(rel, path, picked, single_mask, defaults, expected))
+    for rel, loc in images:
+        picked = _pick_mask(masks.get(_mask_key(rel), []), loc)
+        expected = f"{PurePosixPath(rel).stem}{MASK_SUFFIX}.png (or .jpg, .webp, ...) beside it"
+        drafts.append(_folder_draft(rel, loc, picked, single_mask, defaults, expected))
     return drafts

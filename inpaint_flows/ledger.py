@@ -56,6 +56,7 @@ from inpaint_flows.errors import ClaimLostError, StoreError
 from inpaint_flows.holders import Holder, dead_here
 from inpaint_flows.ledger_entry import LedgerEntry, LedgerState, utc_now
 from inpaint_flows.ledger_json import json_ledger_files, read_json_entries
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.store_location import StoreLocation, scrub
 
 # The record lives in `ledger_entry`; callers import it from here with the ledger.
@@ -271,9 +272,9 @@ class Ledger:
         return entry
 
     def outputs_intact(
-        self, entry: LedgerEntry, out_dir: str | Path, outputs: tuple[str, ...] | None = None
+        self, entry: LedgerEntry, output: OutputFolder, outputs: tuple[str, ...] | None = None
     ) -> bool:
-        """Whether every output the entry lists is still on disk with its recorded size.
+        """Whether every output the entry lists is still there with its recorded size.
 
         `outputs` checks other paths against the entry's sizes: copies of its outputs made for
         another input with the same content.
@@ -283,8 +284,8 @@ class Ledger:
             return False
         sizes = entry.output_sizes or (None,) * len(paths)
         for rel, size in zip(paths, sizes, strict=True):
-            path = Path(out_dir) / rel
-            if not path.is_file() or (size is not None and path.stat().st_size != size):
+            found = output.result_size(rel)
+            if found is None or (size is not None and found != size):
                 return False
         return True
 

@@ -21,14 +21,11 @@ collaborators (client, ledger, poll planner, content locks, submit slots) are pa
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,9 +45,9 @@ from inpaint_flows.errors import (
 from inpaint_flows.images import encode_payload, prepare_job
 from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
 from inpaint_flows.models import Job, JobOutcome, JobStatus, PreparedJob, ResultImage
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.polling import PollPlanner
 from inpaint_flows.result_images import validate_result_image
-from inpaint_flows.storage import atomic_write_bytes, is_temp_file_of, safe_join
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
@@ -166,7 +163,7 @@ class JobRunner:
     Args:
         client: The run's one API client (its halt stops new submits batch-wide).
         ledger: Where each paid step is recorded.
-        out_dir: The batch's output folder (results are written under it).
+        output: The batch's output folder (results are written there).
         poll_timeout_s: How long one job may wait for its remote task.
         planner: When to poll; shared by the run, so what one task teaches serves all.
         locks: The run's per-content locks.
@@ -179,7 +176,7 @@ class JobRunner:
         client: NovitaClient,
         ledger: Ledger,
         *,
-        out_dir: str,
+        output: OutputFolder,
         poll_timeout_s: float,
         planner: PollPlanner | None = None,
         locks: ContentLocks | None = None,
@@ -197,8 +194,7 @@ class JobRunner:
         self.locks = locks or ContentLocks()
         self.submitting = submitting or asyncio.Semaphore(1_000_000)
         self.api = api
-        self.out_dir = Path(out_dir)
-        self._temps: dict[Path, set[str]] = {}  # per folder: temporary files at first use
+        self.output = output
         # Entries changed in memory only (a finished poll's tallies), until the next write.
         self._unsaved: dict[str, LedgerEntry] = {}
 
@@ -279,7 +275,7 @@ class JobRunner:
 
     async def _advance(self, state: JobState, entry: LedgerEntry) -> JobState:
         if entry.state == "succeeded":
-            done = self._reuse(state, entry)
+            done = await self._reuse(state, entry)
             if done is not None:
                 return done
             # Outputs were removed or damaged since: fetch them again from the same task.
@@ -299,7 +295,7 @@ class JobRunner:
                 continue
             return self._finish(state, entry, JobStatus.SUCCEEDED, reason=None, message=None)
 
-    def _reuse(self, state: JobState, entry: LedgerEntry) -> JobState | None:
+    async def _reuse(self, state: JobState, entry: LedgerEntry) -> JobState | None:
         """Finish a job from a succeeded entry without the network, or None if it cannot.
 
         The entry's outputs may belong to another input with the same content (same image,
@@ -309,14 +305,12 @@ class JobRunner:
         own = outputs_for(entry, state.job.output_stem)
         shared = own != entry.outputs
         copied = False
-        if not self.ledger.outputs_intact(entry, self.out_dir, own):
-            if not (shared and self.ledger.outputs_intact(entry, self.out_dir)):
+        if not self.ledger.outputs_intact(entry, self.output, own):
+            if not (shared and self.ledger.outputs_intact(entry, self.output)):
                 return None
             for source, rel in zip(entry.outputs, own, strict=True):
-                path = safe_join(self.out_dir, rel)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._remove_stale_temps(path)
-                atomic_write_bytes(path, (self.out_dir / source).read_bytes())
+                data = await asyncio.to_thread(self.output.read_result, source)
+                await self.output.write_result(rel, data)
             copied = True
         fields: dict[str, object] = {"outputs": own, "reason": None, "message": None}
         if shared:
@@ -487,10 +481,7 @@ class JobRunner:
                 return await self._needs_resubmit(state, entry, exc)
             suffix = f"_{index + 1}" if multi else ""
             rel = f"{state.job.output_stem}{suffix}.{EXTENSIONS[fmt]}"
-            path = safe_join(self.out_dir, rel)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._remove_stale_temps(path)
-            atomic_write_bytes(path, data)
+            await self.output.write_result(rel, data)
             outputs.append(rel)
             sizes.append(len(data))
             index += 1
@@ -506,27 +497,6 @@ class JobRunner:
             )
         )
         return state, entry, False
-
-    def _remove_stale_temps(self, path: Path) -> None:
-        """Delete what a killed earlier write of `path` left: its hidden temporary file.
-
-        An atomic write that is killed leaves `.NAME.XXXXXXXX.tmp` beside the target (never a
-        partial target). Only this job writes `path`, so a temporary file of that name is stale.
-        Each folder is listed once per runner, so a folder of many outputs costs one listing.
-        """
-        folder = path.parent
-        temps = self._temps.get(folder)
-        if temps is None:
-            try:
-                with os.scandir(folder) as entries:
-                    temps = {e.name for e in entries if e.name.endswith(".tmp")}
-            except OSError:
-                temps = set()
-            self._temps[folder] = temps
-        for name in [n for n in temps if is_temp_file_of(n, path.name)]:
-            temps.discard(name)
-            with contextlib.suppress(OSError):
-                (folder / name).unlink()
 
     async def _fetch_valid(self, state: JobState, image: ResultImage) -> tuple[bytes, str]:
         last: Exception | None = None

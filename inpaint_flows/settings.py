@@ -22,9 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 
+from inpaint_flows.locations import is_remote
 from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams
 from inpaint_flows.store_location import STATE_URL_ENV, parse_state_url
@@ -169,6 +177,23 @@ class BatchSettings(BaseModel):
     canary_timeout_s: Annotated[float, Cli("--canary-timeout")] = Field(
         default=3600.0, gt=0, description="Seconds to wait for the canary's approval."
     )
+    storage_block: str | None = Field(
+        default=None,
+        description="Prefect block with the bucket's credentials, as aws-credentials/NAME "
+        "(prefect-aws). Default: the environment and the provider's usual configuration.",
+    )
+    gallery_link: Literal["presigned", "bucket"] = Field(
+        default="presigned",
+        description="For an output folder in a bucket, what the dashboard's gallery link opens: "
+        "'presigned' (a page whose every link is signed, for anyone with the link until it "
+        "expires) or 'bucket' (the page's own URL, for buckets served to their readers).",
+    )
+    gallery_link_expiry_s: Annotated[int, Cli("--gallery-link-expiry")] = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Seconds a presigned gallery link stays valid (S3 allows at most 7 days).",
+    )
     canary_timeout_action: Annotated[Literal["stop", "approve"], Cli("--canary-timeout-action")] = (
         Field(
             default="stop",
@@ -177,14 +202,23 @@ class BatchSettings(BaseModel):
         )
     )
 
+    @model_validator(mode="after")
+    def _supported_together(self) -> BatchSettings:
+        if self.canary and is_remote(self.out):
+            raise ValueError(
+                "a canary with the output folder in a bucket is not supported yet: run it "
+                "without --canary, or with a local --out"
+            )
+        return self
+
     @property
     def name(self) -> str:
         """The batch's name: `batch_name`, else the source folder's name."""
-        return self.batch_name or Path(self.source).resolve().name or "batch"
-
-    @property
-    def ledger_dir(self) -> str:
-        return self.state_dir or str(Path(self.out) / ".inpaint-state")
+        if self.batch_name:
+            return self.batch_name
+        if is_remote(self.source):
+            return self.source.rstrip("/").rsplit("/", 1)[-1] or "batch"
+        return Path(self.source).resolve().name or "batch"
 
     @property
     def wants_local_server(self) -> bool:

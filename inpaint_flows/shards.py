@@ -12,6 +12,7 @@ for is in the job store, so a rerun polls those tasks instead of paying again.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from pydantic import TypeAdapter
 from inpaint_flows.containment import crashed_chunk_outcomes
 from inpaint_flows.deployments import SHARD_DEPLOYMENT
 from inpaint_flows.errors import ConfigError
+from inpaint_flows.locations import is_remote, join, read_bytes, write_bytes
 from inpaint_flows.models import Job, JobOutcome
 from inpaint_flows.settings import BatchSettings
-from inpaint_flows.storage import atomic_write_text
+from inpaint_flows.storage import atomic_write_bytes
 
 SHARD_CRASHED = "SHARD_CRASHED"
 _ROWS = TypeAdapter(list[JobOutcome])
@@ -44,20 +46,27 @@ def shard_settings(settings: BatchSettings, index: int, count: int) -> BatchSett
     )
 
 
-def rows_path(out: str | Path, parent_run: str, index: int) -> Path:
-    return Path(out) / ".shards" / parent_run / f"{index + 1}.json"
+def rows_path(out: str | Path, parent_run: str, index: int) -> str:
+    """Where a shard leaves its rows: under the output folder (in the bucket, when it is one,
+    so children in other containers reach it)."""
+    return join(os.fspath(out), f".shards/{parent_run}/{index + 1}.json")
 
 
 def save_rows(outcomes: Sequence[JobOutcome], path: str | Path) -> None:
     """A shard's report rows, written whole (the parent reads them once the child ended)."""
+    data = _ROWS.dump_json(list(outcomes))
+    if is_remote(path):
+        write_bytes(os.fspath(path), data)
+        return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, _ROWS.dump_json(list(outcomes)).decode())
+    atomic_write_bytes(path, data)
 
 
 def load_rows(path: str | Path) -> list[JobOutcome] | None:
     """A shard's rows, or None when the child left none (it did not finish)."""
     try:
-        return _ROWS.validate_json(Path(path).read_bytes())
+        data = read_bytes(os.fspath(path)) if is_remote(path) else Path(path).read_bytes()
+        return _ROWS.validate_json(data)
     except (FileNotFoundError, ValueError):  # none, or cut short: the child did not finish
         return None
 
@@ -65,7 +74,7 @@ def load_rows(path: str | Path) -> list[JobOutcome] | None:
 def rows_of_shards(
     jobs: Sequence[Job],
     parts: Sequence[Sequence[str]],
-    paths: Sequence[Path],
+    paths: Sequence[str | Path],
     children: Sequence[object],
 ) -> list[JobOutcome]:
     """Every shard's rows; a shard that left none (`children[i]` is its flow run, or the error

@@ -7,9 +7,10 @@ import asyncio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from inpaint_flows.finalize import BatchReport, finalize_report
+from inpaint_flows.finalize import BatchReport, GalleryLink, finalize_report
 from inpaint_flows.gallery import Thumbnailer
 from inpaint_flows.models import JobOutcome
+from inpaint_flows.output_folder import OutputFolder
 
 
 @task(
@@ -21,12 +22,20 @@ from inpaint_flows.models import JobOutcome
 )
 async def write_report(
     outcomes: list[JobOutcome],
-    out_dir: str,
+    out_dir: str | OutputFolder,
     title: str,
     merge: bool = False,
     api: str | None = None,
     thumbnails: Thumbnailer | None = None,
+    link: GalleryLink | None = None,
 ) -> BatchReport:
     return await asyncio.to_thread(
-        finalize_report, outcomes, out_dir, title=title, merge=merge, api=api, thumbnails=thumbnails
+        finalize_report,
+        outcomes,
+        out_dir,
+        title=title,
+        merge=merge,
+        api=api,
+        thumbnails=thumbnails,
+        link=link or GalleryLink(),
     )

@@ -21,6 +21,7 @@ import pytest
 from inpaint_flows.errors import ClaimLostError, StoreError
 from inpaint_flows.ledger import ENTRY_COLUMNS, Ledger, LedgerEntry, jobs
 from inpaint_flows.ledger_json import write_json_entry
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.settings import BatchSettings
 from inpaint_flows.store_location import StoreLocation, parse_state_url
 
@@ -105,12 +106,14 @@ async def test_outputs_intact_needs_every_file_with_its_recorded_size(tmp_path: 
         job_key=KEY, name="a.png", state="succeeded", outputs=("a.png",), output_sizes=(5,)
     )
     async with Ledger.open(StoreLocation.sqlite(tmp_path / "state")) as ledger:
-        assert ledger.outputs_intact(done, tmp_path)
+        assert ledger.outputs_intact(done, OutputFolder(str(tmp_path)))
         (tmp_path / "a.png").write_bytes(b"123")  # damaged since
-        assert not ledger.outputs_intact(done, tmp_path)
+        assert not ledger.outputs_intact(done, OutputFolder(str(tmp_path)))
         (tmp_path / "a.png").unlink()
-        assert not ledger.outputs_intact(done, tmp_path)
-        assert not ledger.outputs_intact(done.evolve(state="submitted"), tmp_path)
+        assert not ledger.outputs_intact(done, OutputFolder(str(tmp_path)))
+        assert not ledger.outputs_intact(
+            done.evolve(state="submitted"), OutputFolder(str(tmp_path))
+        )
 
 
 async def test_a_write_needs_the_claim(location: StoreLocation) -> None:

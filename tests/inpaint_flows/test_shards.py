@@ -63,8 +63,9 @@ def test_rows_round_trip_and_a_shard_without_rows_reports_its_jobs(tmp_path: Pat
     by_name = {j.name: j for j in jobs}
     save_rows([_row(by_name[n]) for n in parts[0]], paths[0])
     assert load_rows(paths[0]) == [_row(by_name[n]) for n in parts[0]]
-    paths[1].parent.mkdir(parents=True, exist_ok=True)
-    paths[1].write_text('[{"name": "cut', encoding="utf-8")  # a child killed mid-write
+    cut = Path(paths[1])
+    cut.parent.mkdir(parents=True, exist_ok=True)
+    cut.write_text('[{"name": "cut', encoding="utf-8")  # a child killed mid-write
     assert load_rows(paths[1]) is None
 
     rows = rows_of_shards(jobs, parts, paths, ["worker gone", "worker gone"])
