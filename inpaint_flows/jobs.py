@@ -15,7 +15,7 @@ Sources, by what `discover_jobs` is given:
 Decisions:
 
 - Files are picked by extension (case-insensitive): .png .jpg .jpeg .webp, and .bmp .tif .tiff
-  .gif, which `images` converts. Other files are skipped with one log line; hidden files and
+  .gif, which `pictures` converts. Other files are skipped with one log line; hidden files and
   folders (`.DS_Store`, `.git/`) are skipped silently. Symlinked folders are not followed.
 - A file whose stem ends in `_mask` is a mask in the pair layout, never an image.
 - Several masks for one image: the one with the image's extension wins; otherwise the job is

@@ -1,8 +1,8 @@
 """Preview a batch's masks before paying: mask files and a contact sheet, no API call.
 
 `write_mask_preview` finds the jobs exactly as a run would (same discovery, same mask
-settings), makes each job's final mask with the same code that sends it (`images.final_mask`,
-checked by `images.prepare_job`), and writes:
+settings), makes each job's final mask with the same code that sends it (`pictures.final_mask`,
+checked by `input_checks.prepare_job`), and writes:
 
 - `OUT/masks/<name>.png`: the final masks, named by the job's output stem (its path relative to
   the source, without extension), so the folder can serve as the `masks/` of an `images/` +
@@ -28,10 +28,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
 from inpaint_flows.errors import InputError
-from inpaint_flows.images import final_mask, load_image, prepare_job
+from inpaint_flows.input_checks import prepare_job
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams, Job
+from inpaint_flows.pictures import final_mask, load_image
 from inpaint_flows.storage import atomic_write_bytes, atomic_write_text
 
 __all__ = ["MaskPreview", "PreviewItem", "write_mask_preview"]

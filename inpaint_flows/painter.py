@@ -55,9 +55,10 @@ from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 
 from inpaint_flows.errors import ConfigError, InputError, MaskError
-from inpaint_flows.images import EMPTY_MASK_LEVEL, load_image, load_mask, orientation_of
+from inpaint_flows.input_checks import is_empty_mask
 from inpaint_flows.jobs import IMAGE_EXTENSIONS, MASK_SUFFIX, discover_jobs
 from inpaint_flows.models import InpaintParams
+from inpaint_flows.pictures import load_image, load_mask, orientation_of
 from inpaint_flows.pixels import mask_luminance
 from inpaint_flows.storage import atomic_write_bytes, safe_join
 
@@ -358,8 +359,7 @@ def _checked_mask_png(name: str, data: bytes, size: tuple[int, int]) -> bytes:
             f"The mask sent for {name} is not a readable PNG ({exc}).",
             reason="INVALID_IMAGE_FORMAT",
         ) from exc
-    _, high = mask.getextrema()
-    if not (isinstance(high, int | float) and high > EMPTY_MASK_LEVEL):
+    if is_empty_mask(mask):
         raise MaskError(
             f"The mask for {name} is empty (all black): nothing would be repainted, and the"
             " pipeline refuses empty masks. Paint the area to repaint first.",

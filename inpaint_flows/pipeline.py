@@ -42,10 +42,11 @@ from inpaint_flows.errors import (
     TaskFailedError,
     TaskNotFoundError,
 )
-from inpaint_flows.images import encode_payload, prepare_job
+from inpaint_flows.input_checks import prepare_job
 from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
 from inpaint_flows.models import Job, JobOutcome, JobStatus, PreparedJob, ResultImage
 from inpaint_flows.output_folder import OutputFolder
+from inpaint_flows.payload import encode_payload
 from inpaint_flows.polling import PollPlanner
 from inpaint_flows.result_images import validate_result_image
 

@@ -8,7 +8,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inpaint_flows.contract import MAX_PIXELS
 from inpaint_flows.errors import ImageError
-from inpaint_flows.images import ACCEPTED_FORMATS
+from inpaint_flows.pictures import ACCEPTED_FORMATS
 
 
 def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> tuple[str, int, int]:

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
-from inpaint_flows.images import prepare_job
+from inpaint_flows.input_checks import prepare_job
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams
 from tests.inpaint_flows.painter_support import landscape, running_painter, save_rotated_jpeg

@@ -14,11 +14,12 @@ from PIL import Image
 
 from inpaint_flows.annotations import match_images, read_annotations
 from inpaint_flows.errors import AnnotationError, MaskError
-from inpaint_flows.images import final_mask, prepare_job
+from inpaint_flows.input_checks import prepare_job
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.mask_geometry import Box, Circle, Polygon, RleMask
 from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams, Job
+from inpaint_flows.pictures import final_mask
 
 DEFAULTS = InpaintParams()
 Bool2D = npt.NDArray[np.bool_]

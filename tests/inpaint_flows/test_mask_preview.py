@@ -12,11 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.app import app
-from inpaint_flows.images import final_mask
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.mask_preview import write_mask_preview
 from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams
+from inpaint_flows.pictures import final_mask
 
 
 def photo(path: Path, size: tuple[int, int] = (60, 40)) -> Path:

@@ -13,11 +13,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from inpaint_flows.errors import MaskError
-from inpaint_flows.images import encode_payload, final_mask, prepare_job
+from inpaint_flows.input_checks import prepare_job
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.mask_geometry import Box, Polygon
 from inpaint_flows.masks import MaskSettings, parse_manifest_shapes
 from inpaint_flows.models import InpaintParams, Job
+from inpaint_flows.payload import encode_payload
+from inpaint_flows.pictures import final_mask
 
 DEFAULTS = InpaintParams()
 

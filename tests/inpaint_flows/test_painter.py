@@ -26,10 +26,11 @@ from typer.testing import CliRunner
 from cli.app import app as cli_app
 from inpaint_flows import painter
 from inpaint_flows.errors import ConfigError
-from inpaint_flows.images import load_image, load_mask, prepare_job
+from inpaint_flows.input_checks import prepare_job
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams
 from inpaint_flows.painter import bind_loopback
+from inpaint_flows.pictures import load_image, load_mask
 from tests.inpaint_flows.painter_support import landscape, running_painter, save_rotated_jpeg
 
 

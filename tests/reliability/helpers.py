@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from inpaint_flows.images import encode_payload
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.ledger import LedgerEntry, entry_from_row
 from inpaint_flows.models import InpaintParams
+from inpaint_flows.payload import encode_payload
 from inpaint_flows.report import read_report
 from inpaint_flows.result_images import validate_result_image
 from inpaint_flows.store_location import SQLITE_FILE
