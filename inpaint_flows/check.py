@@ -21,7 +21,9 @@ from inpaint_flows.contract import MODEL_NOT_FOUND
 from inpaint_flows.endpoint import resolve_endpoint
 from inpaint_flows.errors import NovitaAPIError, TransportError
 from inpaint_flows.jobs import discover_jobs
+from inpaint_flows.locations import use_storage_block
 from inpaint_flows.models import InpaintParams, Job
+from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.pipeline import outputs_for, prepare_many
 from inpaint_flows.settings import BatchSettings
 
@@ -166,12 +168,23 @@ def _duration(seconds: float) -> str:
 
 async def run_check(settings: BatchSettings) -> CheckReport:
     """Check `settings`' batch: inputs, names and key against the API, the ledger, the bill."""
+    await use_storage_block(settings.storage_block)
+    output = OutputFolder(settings.out)
+    try:
+        return await _check(settings, output)
+    finally:
+        output.cleanup()
+
+
+async def _check(settings: BatchSettings, output: OutputFolder) -> CheckReport:
+    await asyncio.to_thread(output.check)  # a bucket that is missing or refuses us
     jobs = await asyncio.to_thread(
         discover_jobs, settings.source, settings.defaults, settings.mask, masks=settings.masks
     )
+    await asyncio.to_thread(output.pull_store)  # what the last run paid for, for a bucket
     async with (
         resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
-        open_run(settings, endpoint) as run,
+        open_run(settings, endpoint, output=output) as run,
     ):
         key_problem = None
         names = NameCheck({}, skipped="turned off (--no-check-names)")

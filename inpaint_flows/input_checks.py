@@ -31,6 +31,7 @@ from inpaint_flows.payload import check_payload, plan_image, plan_mask, png_size
 from inpaint_flows.pictures import (
     IMAGE,
     MASK,
+    SourcePath,
     check_mask_size,
     drawn_mask,
     exif_orientation,
@@ -62,7 +63,7 @@ def prepare_job(job: Job) -> PreparedJob:
     """
     if job.problem is not None:
         raise problem_error(job)
-    image_path = Path(job.image_path)
+    image_path = job.image_path
     with open_picture(image_path, IMAGE) as raw_image:
         orientation = exif_orientation(raw_image)
         stored_size = raw_image.size
@@ -78,7 +79,7 @@ def prepare_job(job: Job) -> PreparedJob:
             " in `masks/`, in the manifest's `mask` column, or pass a single mask for all images.",
             reason="MISSING_MASK",
         )
-    mask_path = Path(job.mask_path)
+    mask_path = job.mask_path
     with open_picture(mask_path, MASK) as raw_mask:
         mask_plan = plan_mask(raw_mask, image_size, orientation)
         mask = mask_plan.build(raw_mask)
@@ -132,7 +133,7 @@ def _prepare_drawn(
     digest.update(mask.tobytes())
     return PreparedJob(
         job=job,
-        job_key=job_key_for(source_sha256(Path(job.image_path)), digest.hexdigest(), job.params),
+        job_key=job_key_for(source_sha256(job.image_path), digest.hexdigest(), job.params),
         width=image_size[0],
         height=image_size[1],
         mask_coverage_pct=round(mask_coverage(checked), 4),
@@ -142,7 +143,7 @@ def _prepare_drawn(
     )
 
 
-def _check_not_empty(job: Job, mask_path: Path, mask: Image.Image) -> None:
+def _check_not_empty(job: Job, mask_path: SourcePath, mask: Image.Image) -> None:
     if not is_empty_mask(mask):
         return
     if job.params.inpainting_mask_invert:

@@ -229,9 +229,11 @@ def check_writable(url: str) -> None:
 
     Raises ConfigError naming the bucket; made before anything is paid for.
     """
-    probe = join(url, WRITE_CHECK_NAME)
-    write_bytes(probe, b"inpaint-flows checks it can write here; safe to delete\n")
-    delete(probe)
+    fs, path = filesystem(url)
+    probe = f"{path.rstrip('/')}/{WRITE_CHECK_NAME}"
+    with translated(url):
+        fs.pipe_file(probe, b"inpaint-flows checks it can write here; safe to delete\n")
+        fs.rm_file(probe)
 
 
 @contextlib.contextmanager

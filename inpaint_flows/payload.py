@@ -36,6 +36,7 @@ from inpaint_flows.pictures import (
     IMAGE,
     MASK,
     Role,
+    SourcePath,
     check_mask_size,
     drawn_mask,
     exif_orientation,
@@ -63,7 +64,7 @@ def encode_payload(job: Job) -> tuple[str, str]:
         raise problem_error(job)
     if job.mask_path is None and job.mask_recipe is None:
         raise MaskError(f"{job.name}: no mask to send for {job.image_path}.", reason="MISSING_MASK")
-    image_path = Path(job.image_path)
+    image_path = job.image_path
     with open_picture(image_path, IMAGE) as raw_image:
         orientation = exif_orientation(raw_image)
         image_plan = plan_image(raw_image, orientation)
@@ -80,7 +81,7 @@ def encode_payload(job: Job) -> tuple[str, str]:
         check_payload(Path(job.name), MASK, buffer.tell())
         return image_b64, base64.b64encode(buffer.getvalue()).decode("ascii")
     assert job.mask_path is not None
-    mask_path = Path(job.mask_path)
+    mask_path = job.mask_path
     with open_picture(mask_path, MASK) as raw_mask:
         mask_plan = plan_mask(raw_mask, image_size, orientation)
         mask_size = oriented_size(raw_mask.size, mask_plan.turn)
@@ -90,7 +91,7 @@ def encode_payload(job: Job) -> tuple[str, str]:
     return image_b64, base64.b64encode(mask_bytes).decode("ascii")
 
 
-def check_payload(path: Path, role: Role, size: int) -> None:
+def check_payload(path: SourcePath, role: Role, size: int) -> None:
     """Raise `role.error` (`IMAGE_FILE_EXCEEDS_MAX_SIZE`) when `size` bytes are too many."""
     if size > MAX_IMAGE_BYTES:
         raise role.error(
@@ -121,14 +122,16 @@ class _Plan:
     build: Callable[[Image.Image], Image.Image]  # raw opened file -> picture that is sent
     save: Callable[[Image.Image, IO[bytes]], None]
 
-    def payload(self, path: Path, raw: Image.Image) -> bytes:
+    def payload(self, path: SourcePath, raw: Image.Image) -> bytes:
         if self.as_is:
             return source_bytes(path)
         buffer = io.BytesIO()
         self.save(self.build(raw), buffer)
         return buffer.getvalue()
 
-    def payload_size(self, path: Path, raw: Image.Image, built: Image.Image | None = None) -> int:
+    def payload_size(
+        self, path: SourcePath, raw: Image.Image, built: Image.Image | None = None
+    ) -> int:
         """The payload's length, without holding a copy of a re-encoded file."""
         if self.as_is:
             return source_size(path)

@@ -32,6 +32,7 @@ Decisions, in one place:
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -44,9 +45,12 @@ from PIL import Image, UnidentifiedImageError
 from inpaint_flows.contract import MAX_PIXELS
 from inpaint_flows.errors import ImageError, InputError, MaskError
 from inpaint_flows.jobs import problem_error
+from inpaint_flows.locations import info, is_remote, open_input
 from inpaint_flows.masks import render_mask
 from inpaint_flows.models import Job
 from inpaint_flows.pixels import gray_u8, is_wide, mask_luminance
+
+SourcePath = str | os.PathLike[str]  # a local path or an object-storage URL
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -162,7 +166,7 @@ def normalise_rgb(img: Image.Image) -> Image.Image:
 def orientation_of(path: str | Path) -> int:
     """The EXIF orientation tag (1..8) of the image file at `path`; 1 when it has none."""
     try:
-        with _read_source(Path(path)) as source, Image.open(source) as img:
+        with _read_source(path) as source, Image.open(source) as img:
             return exif_orientation(img)
     except (OSError, UnidentifiedImageError):
         return 1
@@ -176,12 +180,18 @@ class _NotAFileError(OSError):
     """Something is at the path, but not a file (a folder, a device)."""
 
 
-def _source_size(path: Path) -> int:
+def _source_size(path: SourcePath) -> int:
     """The size in bytes of the input file at `path`.
 
     Raises `FileNotFoundError` when nothing is there, `_NotAFileError` when it is not a file,
     and `OSError` when it cannot be read.
     """
+    if is_remote(path):  # an object in a bucket: one metadata request
+        meta = info(os.fspath(path))
+        if meta is None:
+            raise FileNotFoundError(path)
+        return int(meta.get("size") or 0)
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(path)
     if not path.is_file():
@@ -190,24 +200,25 @@ def _source_size(path: Path) -> int:
 
 
 @contextmanager
-def _read_source(path: Path) -> Iterator[BinaryIO]:
-    """The input file at `path`, open for reading; closed when the block ends."""
-    with path.open("rb") as source:
+def _read_source(path: SourcePath) -> Iterator[BinaryIO]:
+    """The input file at `path` (or object, read whole), open for reading; closed when the
+    block ends."""
+    with open_input(path) as source:
         yield source
 
 
-def source_size(path: Path) -> int:
+def source_size(path: SourcePath) -> int:
     """The size in bytes of an input file (one that `open_picture` accepted)."""
     return _source_size(path)
 
 
-def source_bytes(path: Path) -> bytes:
+def source_bytes(path: SourcePath) -> bytes:
     """The whole content of an input file, as it is sent when nothing needs doing to it."""
     with _read_source(path) as source:
         return source.read()
 
 
-def source_sha256(path: Path) -> str:
+def source_sha256(path: SourcePath) -> str:
     """The SHA-256 of an input file's bytes (for the job key), read in blocks."""
     digest = hashlib.sha256()
     with _read_source(path) as source:
@@ -223,7 +234,7 @@ def source_sha256(path: Path) -> str:
 class _Opened:
     """Context manager around `Image.open` that turns every failure into a specific error."""
 
-    def __init__(self, path: Path, role: Role, max_pixels: int) -> None:
+    def __init__(self, path: SourcePath, role: Role, max_pixels: int) -> None:
         self.path, self.role, self.max_pixels = path, role, max_pixels
         self._files = ExitStack()
 
@@ -317,7 +328,7 @@ class _Opened:
         self._files.close()
 
 
-def open_picture(path: Path, role: Role, max_pixels: int = MAX_PIXELS) -> _Opened:
+def open_picture(path: SourcePath, role: Role, max_pixels: int = MAX_PIXELS) -> _Opened:
     """The picture at `path`, checked and decoded, open for the `with` block.
 
     Raises `role.error` (with a reason token) when the file is missing, empty, not a picture in

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.object_storage import s3, s3_server  # noqa: F401  (fixtures for every test)
 from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures for every test)
 
 # A developer's key or job store must never reach a test.

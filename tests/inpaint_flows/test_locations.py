@@ -1,0 +1,111 @@
+"""Local paths and object-storage URLs: naming, errors, a folder listed from a real S3 server."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from inpaint_flows import locations
+from inpaint_flows.errors import ConfigError
+from inpaint_flows.jobs import discover_jobs
+from inpaint_flows.models import InpaintParams
+from tests.object_storage import Bucket
+
+
+@pytest.mark.parametrize(
+    ("text", "scheme"),
+    [
+        ("s3://bucket/in", "s3"),
+        ("GS://bucket", "gs"),
+        ("az://container/x", "az"),
+        ("file:///tmp/x", "file"),
+        ("out", ""),
+        ("/abs/out", ""),
+        ("C://odd", ""),  # a drive letter, not a scheme
+        ("weird name://x", ""),
+    ],
+)
+def test_scheme_of(text: str, scheme: str) -> None:
+    assert locations.scheme_of(text) == scheme
+
+
+def test_remote_naming() -> None:
+    assert locations.is_remote("s3://b/x") and not locations.is_remote("x/y")
+    assert not locations.is_remote("file:///tmp/x") and not locations.is_remote(None)
+    assert locations.join("s3://b/out/", "/a/b.png") == "s3://b/out/a/b.png"
+    assert locations.join("out", "a/b.png") == str(Path("out") / "a" / "b.png")
+    assert locations.parent_of("s3://b/out/report.csv") == "s3://b/out"
+    assert locations.name_of("s3://b/out/report.csv") == "report.csv"
+    assert locations.bucket_of("s3://b/out/x") == "s3://b"
+
+
+def test_a_scheme_without_its_library_says_which_extra_to_install() -> None:
+    pytest.importorskip("s3fs")  # the dev install has s3fs, and not gcsfs or adlfs
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"pip install 'inpaint-flows\[gcs\]'"):
+            locations.filesystem("gs://bucket/in")
+    with pytest.raises(ConfigError, match="supported: s3://"):
+        locations.filesystem("nosuchscheme://bucket/in")
+
+
+def test_public_url_follows_the_endpoint(s3: Bucket) -> None:
+    assert locations.public_url(s3.url("out/index.html")) == (
+        f"{s3.server.endpoint}/{s3.name}/out/index.html"
+    )
+    assert locations.public_url("gs://b/o/index.html") == (
+        "https://storage.googleapis.com/b/o/index.html"
+    )
+
+
+def test_missing_objects_and_buckets(s3: Bucket) -> None:
+    s3.put("a/one.txt", b"1")
+    assert locations.read_bytes(s3.url("a/one.txt")) == b"1"
+    assert locations.info(s3.url("a/none.txt")) is None
+    assert locations.files_under(s3.url("a")) == [("one.txt", s3.url("a/one.txt"))]
+    with pytest.raises(ConfigError, match="s3://no-such-bucket-inpaint does not exist") as err:
+        locations.check_writable("s3://no-such-bucket-inpaint/out")
+    assert err.value.reason == "BUCKET_NOT_FOUND"
+    locations.check_writable(s3.url("out"))
+    assert s3.keys() == ["a/one.txt"]  # the probe is gone
+
+
+def _png(colour: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (colour, colour, colour)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_folder_in_a_bucket_is_paired_like_a_local_one(s3: Bucket) -> None:
+    s3.put("pairs/a.png", _png(10))
+    s3.put("pairs/a_mask.png", _png(255))
+    s3.put("pairs/sub/b.jpg", _png(20))  # no mask
+    s3.put("pairs/notes.txt", b"not an image")
+    s3.put("pairs/.hidden/c.png", _png(30))
+    jobs = {job.name: job for job in discover_jobs(s3.url("pairs"), InpaintParams())}
+    assert sorted(jobs) == ["a.png", "sub/b.jpg"]
+    assert jobs["a.png"].image_path == s3.url("pairs/a.png")
+    assert jobs["a.png"].mask_path == s3.url("pairs/a_mask.png")
+    assert jobs["sub/b.jpg"].problem is not None
+    assert jobs["sub/b.jpg"].problem_reason == "MISSING_MASK"
+    assert "sub/b.jpg" in jobs["sub/b.jpg"].problem
+
+    s3.put("one-mask.png", _png(255))
+    jobs = {
+        job.name: job
+        for job in discover_jobs(s3.url("pairs"), InpaintParams(), mask=s3.url("one-mask.png"))
+    }
+    assert jobs["sub/b.jpg"].mask_path == s3.url("one-mask.png")
+    assert jobs["sub/b.jpg"].problem is None
+
+
+def test_an_empty_prefix_or_a_manifest_in_a_bucket_is_a_clear_error(s3: Bucket) -> None:
+    with pytest.raises(Exception, match="holds no files"):
+        discover_jobs(s3.url("nothing-here"), InpaintParams())
+    s3.put("list.csv", b"image\na.png\n")
+    with pytest.raises(Exception, match="a manifest in a bucket is not supported yet"):
+        discover_jobs(s3.url("list.csv"), InpaintParams())
