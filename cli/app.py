@@ -316,29 +316,33 @@ _CANARY = typer.Option(
 
 
 def _overrides(
-    source: Path | None,
-    out: Path | None,
+    source: str | None,
+    out: str | None,
     cron: str | None,
     timezone: str | None,
     secret: str | None,
     canary: int | None = None,
+    state_url: str | None = None,
+    storage_block: str | None = None,
 ) -> ServeOptions:
     from inpaint_flows.deployments import ServeOptions
 
     return ServeOptions(
-        source=str(source) if source else None,
-        out=str(out) if out else None,
+        source=source or None,
+        out=out or None,
         cron=cron,
         timezone=timezone,
         api_key_secret=secret,
         canary=canary,
+        state_url=state_url,
+        storage_block=storage_block,
     )
 
 
 @app.command()
 def serve(
-    source: Path | None = _SOURCE,
-    out: Path | None = _OUT,
+    source: str | None = _SOURCE,
+    out: str | None = _OUT,
     cron: str | None = _CRON,
     timezone: str | None = _TIMEZONE,
     api_key_secret: str | None = _KEY_SECRET,
@@ -355,22 +359,43 @@ def serve(
 
 @app.command("prefect-yaml")
 def prefect_yaml(
-    source: Path | None = _SOURCE,
-    out: Path | None = _OUT,
+    source: str | None = _SOURCE,
+    out: str | None = _OUT,
     cron: str | None = _CRON,
     timezone: str | None = _TIMEZONE,
     api_key_secret: str | None = _KEY_SECRET,
     canary: int | None = _CANARY,
+    state_url: str | None = typer.Option(
+        None, help="Job store shared by every run: postgresql://USER@HOST/DB (no password)."
+    ),
+    storage_block: str | None = typer.Option(
+        None, help="The bucket's credentials block for every run: aws-credentials/NAME."
+    ),
+    image: str | None = typer.Option(
+        None,
+        help="Render for a docker or Kubernetes work pool running this image "
+        "(deployments/containers/Dockerfile) instead of a process pool.",
+    ),
+    pool: str = typer.Option("inpaint-containers", help="The container work pool's name."),
 ) -> None:
     """Print deployments/prefect.yaml for `prefect deploy`, rendered from the deployments'
     one definition (inpaint_flows/deployments.py), with these overrides.
 
-    Paths given here stay relative: a worker runs every flow from the repository root.
+    Paths given here stay relative: a worker runs every flow from the repository root (with
+    --image: from the project folder inside the image).
     """
-    from inpaint_flows.deployments import deployments, render_prefect_yaml, with_options
+    from inpaint_flows.deployments import (
+        ContainerTarget,
+        deployments,
+        render_prefect_yaml,
+        with_options,
+    )
 
-    options = _overrides(source, out, cron, timezone, api_key_secret, canary)
-    typer.echo(render_prefect_yaml(with_options(deployments(), options)), nl=False)
+    options = _overrides(
+        source, out, cron, timezone, api_key_secret, canary, state_url, storage_block
+    )
+    container = ContainerTarget(image=image, pool=pool) if image else None
+    typer.echo(render_prefect_yaml(with_options(deployments(), options), container), nl=False)
 
 
 @app.command()

@@ -408,15 +408,20 @@ async def _in_shards(
 
 @flow(name="rerun-failed", flow_run_name="rerun failed of {report}")
 async def rerun_failed(
-    report: str, api_key_secret: str | None = None, poll_timeout_s: float | None = None
+    report: str,
+    api_key_secret: str | None = None,
+    poll_timeout_s: float | None = None,
+    storage_block: str | None = None,
 ) -> State:
     """Redo the failed, invalid and not-submitted rows of `report` and merge them into it.
 
     Every setting of the batch comes from the `batch.json` saved beside the report, except what
     is given here: another Secret block, or a longer poll budget after jobs timed out. Rows that
     had succeeded are not touched; a failed row whose remote task is still alive is polled, not
-    paid for again (the ledger decides, as in every run).
+    paid for again (the ledger decides, as in every run). `storage_block` names the credentials
+    that read a report in a bucket (the batch's own are in its batch.json).
     """
+    await use_storage_block(storage_block)
     settings = load_settings(report)
     if api_key_secret:
         settings = settings.replace(api_key_secret=api_key_secret)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inpaint_flows.locations import is_remote, join, parent_of
+
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
@@ -154,23 +156,25 @@ class ServeOptions:
     timezone: str | None = None
     api_key_secret: str | None = None  # "" means: no Secret block (env key or local server)
     canary: int | None = None  # jobs to try and have approved before the rest of each night
+    state_url: str | None = None  # a shared job store (every batch deployment)
+    storage_block: str | None = None  # the bucket's credentials block (every batch deployment)
 
 
 def with_options(specs: Sequence[DeploymentSpec], options: ServeOptions) -> list[DeploymentSpec]:
     """The nightly batch with `options` applied; a new output folder moves rerun-failed's
-    default report with it. Paths are taken as given."""
+    default report with it (and, in a bucket, on-demand's folders beside it, since a local
+    folder in a container vanishes with it). Paths are taken as given."""
     result = []
     for spec in specs:
         params = dict(spec.parameters)
+        batch = dict(params.get(SETTINGS) or {})
         schedules = spec.schedules
         if spec.name == NIGHTLY:
-            batch = dict(params.get(SETTINGS) or {})
             batch.update({k: v for k, v in (("source", options.source), ("out", options.out)) if v})
             if options.api_key_secret is not None:
                 batch["api_key_secret"] = options.api_key_secret or None
             if options.canary is not None:
                 batch["canary"] = options.canary
-            params[SETTINGS] = batch
             if options.cron or options.timezone:
                 base = schedules[0] if schedules else ScheduleSpec(cron="0 2 * * *")
                 schedules = (
@@ -181,8 +185,19 @@ def with_options(specs: Sequence[DeploymentSpec], options: ServeOptions) -> list
                         active=True,
                     ),
                 )
-        elif spec.name == RERUN_FAILED and options.out:
-            params["report"] = str(Path(options.out) / "report.csv")
+        elif spec.name == ON_DEMAND and options.out and is_remote(options.out):
+            batch["out"] = join(parent_of(options.out), ON_DEMAND)
+            batch["source"] = options.source or batch["source"]
+        elif spec.name == RERUN_FAILED:
+            if options.out:
+                params["report"] = join(options.out, "report.csv")
+            if options.storage_block:
+                params["storage_block"] = options.storage_block
+        if SETTINGS in params:
+            for key in ("state_url", "storage_block"):
+                if getattr(options, key):
+                    batch[key] = getattr(options, key)
+            params[SETTINGS] = batch
         result.append(replace(spec, parameters=params, schedules=schedules))
     return result
 
@@ -205,7 +220,7 @@ def served(
 
 
 def _absolute_path(value: str | None, root: Path) -> str | None:
-    if not value or Path(value).is_absolute():
+    if not value or is_remote(value) or Path(value).is_absolute():
         return value
     return str(root / value)
 
@@ -265,10 +280,68 @@ _HEADER = """\
 """
 
 
-def render_prefect_yaml(specs: Sequence[DeploymentSpec]) -> str:
-    """prefect.yaml for `prefect deploy --all`: the project's build and pull steps, then `specs`."""
+@dataclass(frozen=True)
+class ContainerTarget:
+    """Deployments for a docker or Kubernetes work pool: each flow run in a fresh container of
+    `image` (built from deployments/containers/Dockerfile), the project at `/opt/inpaint-flows`."""
+
+    image: str
+    pool: str = "inpaint-containers"
+    workdir: str = "/opt/inpaint-flows"
+
+
+_CONTAINER_HEADER = """\
+# The same deployments for a docker or Kubernetes work pool: every flow run in a fresh
+# container, its inputs and outputs in a bucket. GENERATED from inpaint_flows/deployments.py by
+#
+#   inpaint-flows prefect-yaml --image ghcr.io/OWNER/inpaint-flows:latest \\
+#     --source s3://YOUR-BUCKET/in --out s3://YOUR-BUCKET/out \\
+#     --state-url postgresql://inpaint@db.internal/inpaint \\
+#     --storage-block aws-credentials/inpaint-bucket > deployments/containers/prefect.yaml
+#
+# (a test fails when this file and that command's output differ). Then, from the repo root:
+#
+#   docker build -f deployments/containers/Dockerfile -t ghcr.io/OWNER/inpaint-flows:latest .
+#   docker push ghcr.io/OWNER/inpaint-flows:latest
+#   prefect work-pool create inpaint-containers --type docker       # or --type kubernetes
+#   prefect --no-prompt deploy --all --prefect-file deployments/containers/prefect.yaml
+#   prefect worker start --pool inpaint-containers    # docker pools: pip install prefect-docker
+#
+# Nothing secret is here: the Novita key is the NAME of a Secret block, the bucket's
+# credentials the NAME of an AwsCredentials block (or the pool's environment / the node's
+# role), the database password in the pool's PGPASSWORD (or the whole URL in
+# INPAINT_STATE_URL). Containers share the job store in PostgreSQL, so a run in a new
+# container resumes the last one's work and shards never pay twice.
+"""
+
+
+def render_prefect_yaml(
+    specs: Sequence[DeploymentSpec], container: ContainerTarget | None = None
+) -> str:
+    """prefect.yaml for `prefect deploy --all`: the project's build and pull steps, then `specs`.
+
+    With `container`, for a docker or Kubernetes work pool instead: no build step (the image
+    is built and pushed with docker), every run starts in the image's project folder.
+    """
     import yaml
 
+    if container is not None:
+        project: dict[str, Any] = {
+            "name": "inpaint-flows",
+            "prefect-version": PREFECT_VERSION,
+            "build": None,
+            "push": None,
+            "pull": [
+                {
+                    "prefect.deployments.steps.set_working_directory": {
+                        "directory": container.workdir
+                    }
+                }
+            ],
+            "deployments": [_yaml_entry(spec, container) for spec in specs],
+        }
+        body = yaml.safe_dump(project, sort_keys=False, allow_unicode=True, width=92)
+        return _CONTAINER_HEADER + "\n" + body
     project = {
         "name": "inpaint-flows",
         "prefect-version": PREFECT_VERSION,
@@ -295,7 +368,7 @@ def render_prefect_yaml(specs: Sequence[DeploymentSpec]) -> str:
     return _HEADER + "\n" + body
 
 
-def _yaml_entry(spec: DeploymentSpec) -> dict[str, Any]:
+def _yaml_entry(spec: DeploymentSpec, container: ContainerTarget | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
@@ -310,10 +383,13 @@ def _yaml_entry(spec: DeploymentSpec) -> dict[str, Any]:
     if spec.concurrency_limit is not None:
         entry["concurrency_limit"] = spec.concurrency_limit
     if spec.work_pool is not None:
+        # Every run sends heartbeats, so a run whose machine died is marked Crashed.
+        variables: dict[str, Any] = {"env": dict(HEARTBEAT_ENV)}
+        if container is not None:
+            variables = {"image": container.image, **variables}
         entry["work_pool"] = {
-            "name": spec.work_pool,
+            "name": container.pool if container else spec.work_pool,
             "work_queue_name": "default",
-            # Every run sends heartbeats, so a run whose machine died is marked Crashed.
-            "job_variables": {"env": dict(HEARTBEAT_ENV)},
+            "job_variables": variables,
         }
     return entry

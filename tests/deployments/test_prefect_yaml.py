@@ -89,6 +89,41 @@ def test_prefect_yaml_command_renders_the_definitions_with_overrides() -> None:
     )
 
 
+CONTAINER_FILE = REPO / "deployments" / "containers" / "prefect.yaml"
+CONTAINER_ARGS = [
+    *("--image", "ghcr.io/OWNER/inpaint-flows:latest"),
+    *("--source", "s3://YOUR-BUCKET/in", "--out", "s3://YOUR-BUCKET/out"),
+    *("--state-url", "postgresql://inpaint@db.internal/inpaint"),
+    *("--storage-block", "aws-credentials/inpaint-bucket"),
+]
+
+
+def test_container_prefect_yaml_is_what_its_command_renders() -> None:
+    """deployments/containers/prefect.yaml: the same definitions, for a docker or Kubernetes
+    pool, every run's inputs and outputs in a bucket (its header gives the command)."""
+    result = CliRunner().invoke(app, ["prefect-yaml", *CONTAINER_ARGS])
+    assert result.exit_code == 0, result.output
+    assert CONTAINER_FILE.read_text(encoding="utf-8") == result.output
+    raw = yaml.safe_load(result.output)
+    assert raw["build"] is None and raw["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/inpaint-flows"}}
+    ]
+    for deployment in raw["deployments"]:
+        pool = deployment["work_pool"]
+        assert pool["name"] == "inpaint-containers"
+        assert pool["job_variables"]["image"] == "ghcr.io/OWNER/inpaint-flows:latest"
+        path, func = deployment["entrypoint"].split(":")
+        flow: Flow[..., Any] = load_flow_from_entrypoint(
+            f"{REPO / path}:{func}", use_placeholder_flow=False
+        )
+        flow.validate_parameters(deployment.get("parameters") or {})
+        settings = deployment["parameters"].get("settings")
+        if settings is not None and deployment["name"] != "shard":
+            assert settings["out"].startswith("s3://YOUR-BUCKET/"), deployment["name"]
+    dockerfile = (REPO / "deployments" / "containers" / "Dockerfile").read_text(encoding="utf-8")
+    assert "WORKDIR /opt/inpaint-flows" in dockerfile and ".[s3,postgres]" in dockerfile
+
+
 def test_at_least_a_nightly_batch_and_a_rerun_failed_deployment() -> None:
     assert by_name("nightly")["entrypoint"] == "flows/inpaint_batch.py:inpaint_batch"
     assert by_name(RERUN_FAILED)["entrypoint"] == "flows/inpaint_batch.py:rerun_failed"
