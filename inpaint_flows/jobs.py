@@ -120,16 +120,17 @@ def discover_jobs(
     """
     settings = masks or MaskSettings()
     single_mask = _single_mask(mask)
-    if is_remote(source):
+    if is_remote(source) or is_remote(settings.annotations):
         if settings.annotations:
             raise InputError(
-                f"Source {source}: annotation files with a source in a bucket are not supported"
-                " yet. Copy the images and annotations to a local folder, or draw masks first"
-                " (`inpaint-flows masks`) and put them beside the images.",
+                f"Annotations {settings.annotations} with source {source}: annotation files and"
+                " images in a bucket are not supported together yet. Copy the images and"
+                " annotations to a local folder, or draw masks first (`inpaint-flows masks`)"
+                " and put them beside the images.",
                 reason="UNSUPPORTED_REMOTE_SOURCE",
             )
         return _checked_drafts(
-            _remote_drafts(os.fspath(source), defaults, single_mask, exclude),
+            _remote_drafts(os.fspath(source), defaults, single_mask, exclude, settings.generates),
             settings,
             None,
             Path("."),
@@ -189,19 +190,16 @@ def _checked_drafts(
 
 
 def _remote_drafts(
-    url: str, defaults: InpaintParams, single_mask: str | None, exclude: Iterable[str | Path]
+    url: str,
+    defaults: InpaintParams,
+    single_mask: str | None,
+    exclude: Iterable[str | Path],
+    generates: bool,
 ) -> list[Draft]:
-    """The drafts of a folder in a bucket: one listing, paired like a local folder.
-
-    A manifest in a bucket is not read yet (its paths are relative to a local folder).
-    """
+    """The drafts of a folder in a bucket (one listing, paired like a local folder), or of a
+    manifest in a bucket (its paths are objects beside it)."""
     if url.lower().endswith(tuple(MANIFEST_SUFFIXES)):
-        raise InputError(
-            f"Source {url}: a manifest in a bucket is not supported yet. Copy the manifest to a"
-            " local file (its image and mask paths may stay local), or point --source at the"
-            " folder in the bucket.",
-            reason="UNSUPPORTED_REMOTE_SOURCE",
-        )
+        return manifest_drafts(url, defaults, single_mask, generates)
     skipped = tuple(f"{os.fspath(p).rstrip('/')}/" for p in exclude if is_remote(p))
     files = [
         (rel, loc)

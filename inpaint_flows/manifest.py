@@ -18,16 +18,18 @@ import difflib
 import io
 import json
 import os
+import posixpath
 import types
 import typing
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
 
 from inpaint_flows.drafts import Draft
 from inpaint_flows.errors import ManifestError
+from inpaint_flows.locations import files_under, info, is_remote, name_of, parent_of, read_bytes
 from inpaint_flows.mask_geometry import as_dict
 from inpaint_flows.masks import MANIFEST_SHAPE_COLUMNS, manifest_group, parse_manifest_shapes
 from inpaint_flows.models import InpaintParams
@@ -43,25 +45,32 @@ _JSON_EXAMPLES = {
 
 
 def manifest_drafts(
-    path: Path, defaults: InpaintParams, single_mask: str | None, generates: bool = False
+    path: Path | str, defaults: InpaintParams, single_mask: str | None, generates: bool = False
 ) -> list[Draft]:
-    if path.suffix.lower() == ".csv":
+    """The drafts of a manifest file, which may be in a bucket (`s3://.../list.csv`): then its
+    relative paths are objects beside it. A cell may be a bucket URL in any manifest."""
+    if not is_remote(path):
+        path = Path(path)
+    if PurePosixPath(str(path)).suffix.lower() == ".csv":
         columns, rows = _read_csv(path)
     else:
         columns, rows = _read_jsonl(path)
     _check_columns(path, columns, single_mask, generates)
-    base = Path(os.path.normpath(path.parent.absolute()))
+    base: Path | str = (
+        parent_of(path) if isinstance(path, str) else Path(os.path.normpath(path.parent.absolute()))
+    )
+    exists = _Existence(base)
     drafts: list[Draft] = []
     first_seen: dict[tuple[str, str | None, str], int] = {}
     for row_number, row in rows:
-        draft = _row_draft(path, base, row_number, row, defaults, single_mask)
+        draft = _row_draft(path, base, row_number, row, defaults, single_mask, exists)
         if not draft.problems:
             key = (draft.image_path, draft.mask_path, draft.discriminator)
             if key in first_seen:
                 draft.problems.append(
                     (
                         "DUPLICATE_ROW",
-                        f"{path.name} row {row_number}: same image, mask and parameters as row"
+                        f"{_name(path)} row {row_number}: same image, mask and parameters as row"
                         f" {first_seen[key]}; it would pay for the same result twice. Delete"
                         " one of the rows.",
                     )
@@ -73,14 +82,15 @@ def manifest_drafts(
 
 
 def _row_draft(
-    manifest: Path,
-    base: Path,
+    manifest: Path | str,
+    base: Path | str,
     row_number: int,
     row: dict[str, Any],
     defaults: InpaintParams,
     single_mask: str | None,
+    exists: _Existence,
 ) -> Draft:
-    where = f"{manifest.name} row {row_number}"
+    where = f"{_name(manifest)} row {row_number}"
     image_cell = row.get("image")
     draft = Draft(rel="", image_path="", mask_path=None, params=defaults, row=row_number)
     if "__extra__" in row:
@@ -102,7 +112,7 @@ def _row_draft(
     else:
         image = _resolve(base, image_cell)
         draft.image_path, draft.rel = image, _relative(image, base)
-        if not Path(image).is_file():
+        if not exists(image):
             draft.problems.append(
                 (
                     "IMAGE_NOT_FOUND",
@@ -114,7 +124,7 @@ def _row_draft(
     mask_cell = row.get("mask")
     if isinstance(mask_cell, str):
         draft.mask_path = _resolve(base, mask_cell)
-        if not Path(draft.mask_path).is_file():
+        if not exists(draft.mask_path):
             draft.problems.append(
                 (
                     "MASK_NOT_FOUND",
@@ -158,11 +168,20 @@ def _row_draft(
     return draft
 
 
-def _resolve(base: Path, cell: str) -> str:
+def _resolve(base: Path | str, cell: str) -> str:
+    if is_remote(cell):
+        return cell
+    if isinstance(base, str):  # a manifest in a bucket: a path is an object beside it
+        scheme, rest = base.split("://", 1)
+        joined = posixpath.normpath(f"/{rest}/{cell.replace(chr(92), '/')}").lstrip("/")
+        return f"{scheme}://{joined}"
     return os.path.normpath(base / cell)  # an absolute cell stays absolute
 
 
-def _relative(path: str, base: Path) -> str:
+def _relative(path: str, base: Path | str) -> str:
+    if isinstance(base, str) or is_remote(path):
+        prefix = f"{base}/" if isinstance(base, str) else ""
+        return path[len(prefix) :] if prefix and path.startswith(prefix) else path
     try:
         return Path(os.path.relpath(path, base)).as_posix()
     except ValueError:  # another drive on Windows
@@ -244,7 +263,7 @@ _ALLOWED = {
 
 
 def _check_columns(
-    path: Path, columns: list[str], single_mask: str | None, generates: bool = False
+    path: Path | str, columns: list[str], single_mask: str | None, generates: bool = False
 ) -> None:
     duplicates = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicates:
@@ -280,8 +299,32 @@ def _check_columns(
         )
 
 
-def _read_text(path: Path) -> str:
+def _name(path: Path | str) -> str:
+    return name_of(path) if isinstance(path, str) else path.name
+
+
+class _Existence:
+    """Whether an input file or object exists; a bucket's folder is listed once, not asked per
+    row."""
+
+    def __init__(self, base: Path | str) -> None:
+        self.base = base
+        self._listed: set[str] | None = None
+
+    def __call__(self, location: str) -> bool:
+        if not is_remote(location):
+            return Path(location).is_file()
+        if isinstance(self.base, str) and location.startswith(f"{self.base}/"):
+            if self._listed is None:
+                self._listed = {url for _, url in files_under(self.base)}
+            return location in self._listed
+        return info(location) is not None
+
+
+def _read_text(path: Path | str) -> str:
     try:
+        if isinstance(path, str):
+            return read_bytes(path).decode("utf-8-sig")
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ManifestError(
@@ -295,7 +338,7 @@ def _read_text(path: Path) -> str:
         ) from exc
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+def _read_csv(path: Path | str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     text = _read_text(path)
     try:
         records = list(csv.reader(io.StringIO(text, newline=""), strict=True))
@@ -324,7 +367,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     return [c for c in header if c], rows
 
 
-def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+def _read_jsonl(path: Path | str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     text = _read_text(path)
     columns: dict[str, None] = {}
     rows: list[tuple[int, dict[str, Any]]] = []

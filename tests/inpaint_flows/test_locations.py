@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from inpaint_flows import locations
-from inpaint_flows.errors import ConfigError
+from inpaint_flows.errors import ConfigError, InputError
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams
 from tests.object_storage import Bucket
@@ -103,9 +103,31 @@ def test_a_folder_in_a_bucket_is_paired_like_a_local_one(s3: Bucket) -> None:
     assert jobs["sub/b.jpg"].problem is None
 
 
-def test_an_empty_prefix_or_a_manifest_in_a_bucket_is_a_clear_error(s3: Bucket) -> None:
-    with pytest.raises(Exception, match="holds no files"):
+def test_an_empty_prefix_is_a_clear_error(s3: Bucket) -> None:
+    with pytest.raises(InputError, match="holds no files") as err:
         discover_jobs(s3.url("nothing-here"), InpaintParams())
-    s3.put("list.csv", b"image\na.png\n")
-    with pytest.raises(Exception, match="a manifest in a bucket is not supported yet"):
-        discover_jobs(s3.url("list.csv"), InpaintParams())
+    assert err.value.reason == "SOURCE_NOT_FOUND"
+
+
+def test_a_manifest_in_a_bucket_names_objects_beside_it_or_anywhere(s3: Bucket) -> None:
+    s3.put("set/pics/a.png", _png(10))
+    s3.put("set/masks/a.png", _png(255))
+    s3.put("other/b.png", _png(20))
+    rows = [
+        "image,mask,prompt",
+        "pics/a.png,masks/a.png,sky",
+        f"{s3.url('other/b.png')},masks/a.png,",
+        "pics/../pics/missing.png,masks/a.png,",
+    ]
+    s3.put("set/list.csv", "\n".join(rows).encode())
+    jobs = discover_jobs(s3.url("set/list.csv"), InpaintParams())
+    assert [job.image_path for job in jobs] == [
+        s3.url("set/pics/a.png"),
+        s3.url("other/b.png"),
+        s3.url("set/pics/missing.png"),
+    ]
+    assert jobs[0].mask_path == s3.url("set/masks/a.png") and jobs[0].params.prompt == "sky"
+    assert jobs[0].name == "pics/a.png" and jobs[0].problem is None
+    assert jobs[1].problem is None
+    assert jobs[2].problem_reason == "IMAGE_NOT_FOUND"
+    assert "list.csv row 4" in (jobs[2].problem or "")
