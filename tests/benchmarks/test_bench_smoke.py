@@ -59,3 +59,19 @@ def test_quick_benchmark_prints_a_table_and_json_for_every_figure(tmp_path: Path
     assert sum(unreachable["statuses"].values()) == unreachable["jobs"]
     eta0 = next(run for run in saved["figures"]["polling"] if "added_latency_mean_s" in run)
     assert eta0["mean_polls_per_job"] > 0
+
+
+def test_bucket_benchmark_runs_a_tiny_batch_through_a_bucket() -> None:
+    pytest.importorskip("s3fs", reason="pip install -e '.[dev]' (CI installs it)")
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bench_bucket", "--jobs", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    header, row = [line for line in result.stdout.splitlines() if line.strip()][-2:]
+    assert "peak_work_folder_mb" in header
+    jobs, _wall, rss, _folder, results = row.split()
+    assert (jobs, results) == ("2", "2") and float(rss) > 0
