@@ -234,7 +234,7 @@ def check(
 @app.command("masks")
 @with_settings_options(frozenset({"mask"}), nested=("masks",))
 def masks_cmd(
-    source: Path = typer.Argument(
+    source: str = typer.Argument(
         ..., help="Folder (images/+masks/, or name+name_mask) or manifest (.csv/.jsonl)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for masks/ and masks.html."),
@@ -249,9 +249,14 @@ def masks_cmd(
     from inpaint_flows.errors import InputError
     from inpaint_flows.mask_preview import write_mask_preview
 
-    settings = settings_from_options(str(source), options)
+    if is_remote(source):
+        raise typer.BadParameter(
+            f"{source}: the mask preview reads a local folder or manifest (copy it from the "
+            "bucket first); `run` and `check` take a bucket."
+        )
+    settings = settings_from_options(source, options)
     try:
-        preview = write_mask_preview(source, out, mask=settings.mask, masks=settings.masks)
+        preview = write_mask_preview(Path(source), out, mask=settings.mask, masks=settings.masks)
     except InputError as exc:
         console.print(f"[red]{exc.reason}[/red]: {exc}")
         raise typer.Exit(2) from exc
@@ -400,7 +405,7 @@ def prefect_yaml(
 
 @app.command()
 def paint(
-    folder: Path = typer.Argument(
+    folder: str = typer.Argument(
         ..., help="Folder of images: images/ (+ masks/), or images side by side."
     ),
     port: int = typer.Option(0, help="Port on 127.0.0.1 (default: a free one)."),
@@ -413,8 +418,14 @@ def paint(
     def announce(url: str) -> None:
         console.print(f"Mask painter for {folder} at {url} (Ctrl-C stops it)", soft_wrap=True)
 
+    if is_remote(folder):
+        raise typer.BadParameter(
+            f"{folder}: the painter saves masks beside local images; copy the folder from the "
+            "bucket first.",
+            param_hint="FOLDER",
+        )
     try:
-        serve_painter(folder, port=port, open_browser=not no_browser, announce=announce)
+        serve_painter(Path(folder), port=port, open_browser=not no_browser, announce=announce)
     except InputError as exc:
         raise typer.BadParameter(str(exc), param_hint="FOLDER") from exc
     except ConfigError as exc:
