@@ -97,12 +97,12 @@ async def _inpaint(
     async def run_chunk(index: int, chunk: list[Job]) -> list[JobOutcome]:
         label = chunk_label(index, len(chunks), [job.name for job in chunk])
         async with lanes:
-            states = await load_and_validate(_unwalked(chunk), label)
-            states = await inpaint_jobs(
-                _unwalked(states), _unwalked(run), label, _unwalked(finisher)
+            records = await load_and_validate(_unwalked(chunk), label)
+            records = await inpaint_jobs(
+                _unwalked(records), _unwalked(run), label, _unwalked(finisher)
             )
         await live.advance(len(chunk))
-        return [s.outcome for s in states if s.outcome]  # only report rows stay
+        return [s.outcome for s in records if s.outcome]  # only report rows stay
 
     results = await asyncio.gather(
         *(run_chunk(i, c) for i, c in enumerate(chunks)), return_exceptions=True

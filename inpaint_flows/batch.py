@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.endpoint import Endpoint
 from inpaint_flows.halt import BatchHalt
+from inpaint_flows.job_record import JobRecord
 from inpaint_flows.ledger import Ledger
 from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.pacing import RateLimiter
-from inpaint_flows.pipeline import ContentLocks, JobRunner, JobState, Tuning
+from inpaint_flows.pipeline import ContentLocks, JobRunner, Tuning
 from inpaint_flows.polling import PollPlanner
 from inpaint_flows.settings import BatchSettings
 from inpaint_flows.store_location import StoreLocation
@@ -55,20 +56,20 @@ class BatchRun:
     output: OutputFolder
     halt: BatchHalt = field(default_factory=BatchHalt)
 
-    async def run_jobs(self, states: Sequence[JobState]) -> list[JobState]:
+    async def run_jobs(self, records: Sequence[JobRecord]) -> list[JobRecord]:
         """Submit, poll and download every job of a chunk, each on its own; order is kept.
 
         Each job holds an in-flight slot from its submit (pacing wait included) until its
         result is written.
         """
 
-        async def one(state: JobState) -> JobState:
-            if state.final:
-                return state
+        async def one(record: JobRecord) -> JobRecord:
+            if record.final:
+                return record
             async with self.in_flight:
-                return await self.runner.advance(state)
+                return await self.runner.advance(record)
 
-        return list(await asyncio.gather(*(one(s) for s in states)))
+        return list(await asyncio.gather(*(one(s) for s in records)))
 
 
 @asynccontextmanager

@@ -32,8 +32,8 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from inpaint_flows.job_record import JobRecord, report_row
 from inpaint_flows.models import InpaintParams, Job, JobOutcome, JobStatus
-from inpaint_flows.pipeline import outcome_for
 
 CANARY_DIR = "canary"  # under the output folder: the canary's own gallery
 REASON_CANCELLED = "CANARY_CANCELLED"
@@ -81,14 +81,14 @@ def changed_jobs(canary: Sequence[Job], found_again: Sequence[Job]) -> list[Job]
 def held_back(jobs: Sequence[Job], reason: str, message: str, api: str | None) -> list[JobOutcome]:
     """Report rows for jobs the canary's answer kept from being sent (nothing paid)."""
     return [
-        outcome_for(
-            job,
-            None,
-            None,
-            JobStatus.NOT_SUBMITTED,
-            reason=reason,
-            message=f"{job.name}: {message}",
-            api=api,
+        report_row(
+            JobRecord(
+                job=job,
+                status=JobStatus.NOT_SUBMITTED,
+                reason=reason,
+                message=f"{job.name}: {message}",
+                api=api,
+            )
         )
         for job in jobs
     ]

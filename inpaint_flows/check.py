@@ -24,7 +24,7 @@ from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.locations import use_storage_block
 from inpaint_flows.models import InpaintParams, Job
 from inpaint_flows.output_folder import OutputFolder
-from inpaint_flows.pipeline import outputs_for, prepare_many
+from inpaint_flows.pipeline import prepare_many
 from inpaint_flows.settings import BatchSettings
 
 # name kind -> the `filter.types` value that lists it
@@ -193,28 +193,28 @@ async def _check(settings: BatchSettings, output: OutputFolder) -> CheckReport:
             if run.halt.stop is not None:
                 key_problem = run.halt.stop.message
         jobs = with_name_problems(jobs, names)
-        states = await asyncio.to_thread(prepare_many, jobs)
-        recorded = await run.ledger.get_many(s.prepared.job_key for s in states if s.prepared)
+        records = await asyncio.to_thread(prepare_many, jobs)
+        recorded = await run.ledger.get_many(s.prepared.job_key for s in records if s.prepared)
     invalid: dict[str, int] = defaultdict(int)
     examples: list[str] = []
     done = in_ledger = requests = images = 0
-    for state in states:
-        if state.outcome is not None:
-            invalid[state.outcome.reason or "INVALID_INPUT"] += 1
-            if len(examples) < 5 and state.outcome.message:
-                examples.append(state.outcome.message)
+    for record in records:
+        if record.final:
+            invalid[record.reason or "INVALID_INPUT"] += 1
+            if len(examples) < 5 and record.message:
+                examples.append(record.message)
             continue
-        assert state.prepared is not None
-        entry = recorded.get(state.prepared.job_key)
+        assert record.prepared is not None
+        entry = recorded.get(record.prepared.job_key)
         if entry is not None and run.ledger.outputs_intact(
-            entry, run.output, outputs_for(entry, state.job.output_stem)
+            entry, run.output, entry.outputs_for(record.job.output_stem)
         ):
             done += 1
         elif entry is not None and entry.state == "submitted":
             in_ledger += 1
         else:
             requests += 1
-            images += state.job.params.image_num
+            images += record.job.params.image_num
     ipm, pace = await _pace_of(endpoint.base_url, settings)
     return CheckReport(
         api=endpoint.label,

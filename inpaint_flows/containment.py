@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from inpaint_flows.job_record import JobRecord, report_row
 from inpaint_flows.models import Job, JobOutcome, JobStatus
-from inpaint_flows.pipeline import outcome_for
 
 CHUNK_CRASHED = "CHUNK_CRASHED"
 
@@ -27,18 +27,18 @@ def crashed_chunk_outcomes(
     """One `failed` row per job of `chunk` (or of a shard: `reason`, `what`), with the cause."""
     cause = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return [
-        outcome_for(
-            job,
-            None,
-            None,
-            JobStatus.FAILED,
-            reason=reason,
-            message=(
-                f"{job.name}: {what} ({cause}). "
-                "What was paid for is in the ledger: rerun the batch (or rerun-failed) to "
-                "finish it without paying twice."
-            ),
-            api=api,
+        report_row(
+            JobRecord(
+                job=job,
+                status=JobStatus.FAILED,
+                reason=reason,
+                message=(
+                    f"{job.name}: {what} ({cause}). "
+                    "What was paid for is in the ledger: rerun the batch (or rerun-failed) to "
+                    "finish it without paying twice."
+                ),
+                api=api,
+            )
         )
         for job in chunk
     ]

@@ -28,9 +28,9 @@ from typing import TypeVar
 
 from inpaint_flows.batch import BatchRun
 from inpaint_flows.gallery import Thumbnailer
+from inpaint_flows.job_record import JobRecord
 from inpaint_flows.models import Job, JobOutcome
 from inpaint_flows.output_folder import OutputFolder
-from inpaint_flows.pipeline import JobState
 from inpaint_flows.storage import StrPath
 
 logger = logging.getLogger(__name__)
@@ -109,22 +109,22 @@ class JobFinisher:
 
 
 async def run_and_finish(
-    run: BatchRun, states: Sequence[JobState], finisher: JobFinisher | None
-) -> list[JobState]:
-    """`run.run_jobs(states)`, each job handed to `finisher` the moment it is final.
+    run: BatchRun, records: Sequence[JobRecord], finisher: JobFinisher | None
+) -> list[JobRecord]:
+    """`run.run_jobs(records)`, each job handed to `finisher` the moment it is final.
 
     Order is kept. Each job holds its in-flight slot only for its own run (as in
     `BatchRun.run_jobs`), then its finishing work is queued without one.
     """
     if finisher is None:
-        return await run.run_jobs(states)
+        return await run.run_jobs(records)
 
-    async def one(state: JobState) -> JobState:
-        if not state.final:
-            finisher.job_started(state.job)
-        (done,) = await run.run_jobs([state])
+    async def one(record: JobRecord) -> JobRecord:
+        if not record.final:
+            finisher.job_started(record.job)
+        (done,) = await run.run_jobs([record])
         if done.outcome is not None:
             finisher.job_finished(done.outcome)
         return done
 
-    return list(await asyncio.gather(*(one(s) for s in states)))
+    return list(await asyncio.gather(*(one(s) for s in records)))

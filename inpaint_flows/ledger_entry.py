@@ -1,11 +1,14 @@
-"""One job's durable record in the ledger (`ledger`): its state and what was paid for."""
+"""One job's durable progress in the job store (`ledger`): its state and what was paid for.
+
+It is the part of a job's record (`job_record.JobRecord.entry`) that outlives the run.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from inpaint_flows.models import FrozenModel
 
 LedgerState = Literal["submitting", "submitted", "succeeded", "needs-submit"]
 
@@ -14,7 +17,12 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class LedgerEntry(BaseModel):
+def parse_utc(iso: str) -> float:
+    """The POSIX time of a timestamp `utc_now` wrote."""
+    return datetime.fromisoformat(iso).timestamp()
+
+
+class LedgerEntry(FrozenModel):
     """The durable record of one job.
 
     `state`:
@@ -25,8 +33,6 @@ class LedgerEntry(BaseModel):
       the next run submits anew.
     - succeeded: `outputs` (relative to the output dir) are complete; nothing more to do.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     job_key: str
     name: str
@@ -45,6 +51,13 @@ class LedgerEntry(BaseModel):
     reason: str | None = None
     message: str | None = None
 
-    def evolve(self, **changes: object) -> LedgerEntry:
-        """A copy with `changes`, validated: an unknown or mistyped field is an error."""
-        return LedgerEntry.model_validate({**dict(self), **changes})
+    def outputs_for(self, output_stem: str) -> tuple[str, ...]:
+        """The entry's output paths as the job with `output_stem` names them."""
+        stem = self.output_stem
+        if stem is None:  # an entry written before stems were recorded: outputs as written
+            return self.outputs
+        if stem == output_stem:
+            return self.outputs
+        return tuple(
+            output_stem + rel[len(stem) :] if rel.startswith(stem) else rel for rel in self.outputs
+        )

@@ -40,7 +40,9 @@ from inpaint_flows.contract import (
 from inpaint_flows.masks import MaskRecipe
 
 
-class _Frozen(BaseModel):
+class FrozenModel(BaseModel):
+    """A typed record that never changes in place; `evolve` makes a validated copy."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def evolve(self, **changes: Any) -> Self:
@@ -49,16 +51,16 @@ class _Frozen(BaseModel):
         return type(self).model_validate({**dict(self), **changes})
 
 
-class LoRA(_Frozen):
+class LoRA(FrozenModel):
     model_name: ModelRef
     strength: Strength
 
 
-class Embedding(_Frozen):
+class Embedding(FrozenModel):
     model_name: ModelRef
 
 
-class InpaintParams(_Frozen):
+class InpaintParams(FrozenModel):
     """Every request field of `POST /v3/async/inpainting` except the two images.
 
     Defaults are the values of the project's original example request. Each field's type and
@@ -117,7 +119,7 @@ class JobStatus(StrEnum):
 RERUN_STATUSES = frozenset({JobStatus.FAILED, JobStatus.INVALID, JobStatus.NOT_SUBMITTED})
 
 
-class Job(_Frozen):
+class Job(FrozenModel):
     """One input as found on disk: what to send, before anything was read or checked.
 
     `name` is the input's path relative to the source root (POSIX separators); it is unique in a
@@ -150,7 +152,7 @@ class Job(_Frozen):
         return (self.mask_recipe.ops.describe() or None) if self.mask_recipe else None
 
 
-class PreparedJob(_Frozen):
+class PreparedJob(FrozenModel):
     """A job whose image and mask were read and checked; nothing is held in memory.
 
     `job_key` hashes the image bytes, mask bytes and request parameters: the same key means the
@@ -176,13 +178,13 @@ def job_key_for(image_sha256: str, mask_sha256: str, params: InpaintParams) -> s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class ResultImage(_Frozen):
+class ResultImage(FrozenModel):
     image_url: str
     image_url_ttl: int | None = None
     image_type: str | None = None
 
 
-class TaskResult(_Frozen):
+class TaskResult(FrozenModel):
     """The parts of a task-result response the pipeline uses."""
 
     task_id: str
@@ -201,7 +203,7 @@ class TaskResult(_Frozen):
         return self.status in FINAL_TASK_STATUSES
 
 
-class JobOutcome(_Frozen):
+class JobOutcome(FrozenModel):
     """One report row: what was asked for one input and what happened.
 
     Fields are in report order (who, what happened, inputs, the task); the report's columns are

@@ -14,6 +14,8 @@ left undone:
 - another input with the same content (same job key) → one at a time: the second finds the
   first's result in the ledger and gets a copy under its own name (paid once).
 
+Each job travels as one `JobRecord` (`job_record`): the runner updates it through `evolve` and
+writes its store entry (`record.entry`) at each paid step; its report row is derived from it.
 All functions here are plain async code, tested without Prefect; `tasks/` wraps them. The run's
 collaborators (client, ledger, poll planner, content locks, submit slots) are passed in.
 """
@@ -25,9 +27,6 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict
 
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.errors import (
@@ -43,8 +42,10 @@ from inpaint_flows.errors import (
     TaskNotFoundError,
 )
 from inpaint_flows.input_checks import prepare_job
+from inpaint_flows.job_record import JobRecord
 from inpaint_flows.ledger import Ledger, LedgerEntry, utc_now
-from inpaint_flows.models import Job, JobOutcome, JobStatus, PreparedJob, ResultImage
+from inpaint_flows.ledger_entry import parse_utc
+from inpaint_flows.models import Job, JobStatus, ResultImage
 from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.payload import encode_payload
 from inpaint_flows.polling import PollPlanner
@@ -77,84 +78,16 @@ class ContentLocks:
         return lock
 
 
-class JobState(BaseModel):
-    """A job on its way through the pipeline; `outcome` is set once the job is final."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    prepared: PreparedJob | None
-    job: Job
-    outcome: JobOutcome | None = None
-    task_id: str | None = None
-    images: tuple[ResultImage, ...] = ()
-    seed_used: str | None = None
-    resubmits: int = 0
-    rate_limited: int = 0
-
-    @property
-    def final(self) -> bool:
-        return self.outcome is not None
-
-    def evolve(self, **changes: object) -> JobState:
-        """A copy with `changes`, validated (an unknown or mistyped field is an error)."""
-        return JobState.model_validate({**dict(self), **changes})
-
-
-def outcome_for(
-    job: Job,
-    prepared: PreparedJob | None,
-    entry: LedgerEntry | None,
-    status: JobStatus,
-    **fields: object,
-) -> JobOutcome:
-    """A job's report row, derived from its input, its checks and its ledger entry."""
-    row: dict[str, object] = {
-        "name": job.name,
-        "image_path": job.image_path,
-        "mask_path": job.mask_path,
-        "status": status,
-        "params": job.params,
-        "mask_source": job.mask_source,
-        "mask_ops": job.mask_ops,
-    }
-    if prepared is not None:
-        row.update(
-            job_key=prepared.job_key,
-            width=prepared.width,
-            height=prepared.height,
-            mask_coverage_pct=prepared.mask_coverage_pct,
-            mask_warnings="; ".join(prepared.mask_warnings) or None,
-        )
-    if entry is not None:
-        row.update(
-            task_id=entry.task_id,
-            submits=entry.submits,
-            attempts=entry.attempts,
-            polls=entry.polls,
-            submitted_at=entry.submitted_at,
-            finished_at=entry.finished_at,
-            seed_used=entry.seed_used,
-            outputs=entry.outputs,
-        )
-        if entry.submitted_at and entry.finished_at:
-            row["latency_s"] = round(_parse(entry.finished_at) - _parse(entry.submitted_at), 3)
-    row.update({k: v for k, v in fields.items() if v is not None or k in ("reason", "message")})
-    return JobOutcome.model_validate(row)
-
-
-def prepare(job: Job) -> JobState:
-    """Read and check one job's files; an unusable input becomes a final `invalid` state."""
+def prepare(job: Job) -> JobRecord:
+    """Read and check one job's files; an unusable input becomes a final `invalid` record."""
     try:
         prepared = prepare_job(job)
     except InputError as exc:
-        outcome = outcome_for(
-            job, None, None, JobStatus.INVALID, reason=exc.reason, message=exc.message
-        )
-        return JobState(prepared=None, job=job, outcome=outcome)
-    return JobState(prepared=prepared, job=job)
+        return JobRecord(job=job, status=JobStatus.INVALID, reason=exc.reason, message=exc.message)
+    return JobRecord(job=job, prepared=prepared)
 
 
-def prepare_many(jobs: Sequence[Job]) -> list[JobState]:
+def prepare_many(jobs: Sequence[Job]) -> list[JobRecord]:
     return [prepare(job) for job in jobs]
 
 
@@ -201,109 +134,107 @@ class JobRunner:
 
     # -- helpers -------------------------------------------------------------------------
     def _finish(
-        self, state: JobState, entry: LedgerEntry | None, status: JobStatus, **fields: object
-    ) -> JobState:
-        fields.setdefault("task_id", (entry.task_id if entry else None) or state.task_id)
-        outcome = outcome_for(
-            state.job,
-            state.prepared,
-            entry,
-            status,
-            rate_limited=state.rate_limited,
-            api=self.api,
-            **fields,
+        self,
+        record: JobRecord,
+        status: JobStatus,
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+        shared_task: bool = False,
+    ) -> JobRecord:
+        return record.evolve(
+            status=status, reason=reason, message=message, api=self.api, shared_task=shared_task
         )
-        return state.evolve(outcome=outcome)
 
-    async def _put(self, entry: LedgerEntry) -> LedgerEntry:
+    async def _save(self, record: JobRecord, **changes: object) -> JobRecord:
+        """`record` with its store entry changed by `changes` (validated) and written."""
+        entry = _entry(record).evolve(**changes)
         self._unsaved.pop(entry.job_key, None)
-        return await self.ledger.put(entry)
+        return record.evolve(entry=await self.ledger.put(entry))
 
-    async def _entry(self, state: JobState) -> LedgerEntry:
-        assert state.prepared is not None
-        entry = self._unsaved.pop(state.prepared.job_key, None)
-        if entry is not None:
-            return entry
-        entry = await self.ledger.get(state.prepared.job_key)
+    async def _load(self, record: JobRecord) -> JobRecord:
+        """`record` with its latest store entry: unsaved in memory, stored, or a new one."""
+        assert record.prepared is not None
+        key = record.prepared.job_key
+        entry = self._unsaved.pop(key, None)
         if entry is None:
-            entry = LedgerEntry(
-                job_key=state.prepared.job_key, name=state.job.name, state="needs-submit"
-            )
-        return entry
+            entry = await self.ledger.get(key)
+        if entry is None:
+            entry = LedgerEntry(job_key=key, name=record.job.name, state="needs-submit")
+        return record.evolve(entry=entry)
 
-    async def _fail(
-        self, state: JobState, entry: LedgerEntry, exc: NovitaError | InputError
-    ) -> JobState:
+    async def _fail(self, record: JobRecord, exc: NovitaError | InputError) -> JobRecord:
+        record = await self._load(record)
         if isinstance(exc, BatchStoppedError):  # never sent: nothing to record, nothing paid
             return self._finish(
-                state, entry, JobStatus.NOT_SUBMITTED, reason=exc.reason, message=exc.message
+                record, JobStatus.NOT_SUBMITTED, reason=exc.reason, message=exc.message
             )
-        entry = await self._put(
-            entry.evolve(finished_at=utc_now(), reason=exc.reason, message=exc.message)
+        record = await self._save(
+            record, finished_at=utc_now(), reason=exc.reason, message=exc.message
         )
-        return self._finish(state, entry, JobStatus.FAILED, reason=exc.reason, message=exc.message)
+        return self._finish(record, JobStatus.FAILED, reason=exc.reason, message=exc.message)
 
     # -- the state machine ----------------------------------------------------------------
-    async def advance(self, state: JobState) -> JobState:
+    async def advance(self, record: JobRecord) -> JobRecord:
         """Move one job to a final state; never raises NovitaError."""
-        if state.final or state.prepared is None:
-            return state
+        if record.final or record.prepared is None:
+            return record
         # Inputs with the same content share one ledger entry (one paid task): one at a time,
         # in this run (the lock) and across runs (the claim: waits while another run holds it).
-        key = state.prepared.job_key
+        key = record.prepared.job_key
         async with self.locks(key):
             try:
-                async with self.ledger.claim(key, state.job.name):
-                    entry = await self._entry(state)
+                async with self.ledger.claim(key, record.job.name):
+                    loaded = await self._load(record)
                     try:
-                        return await self._advance(state, entry)
+                        return await self._advance(loaded)
                     except StoreError:
                         raise
                     except (NovitaError, InputError) as exc:
-                        return await self._fail(state, await self._entry(state), exc)
+                        return await self._fail(record, exc)
                     except Exception as exc:  # one job's surprise must not stop its chunk
                         error = NovitaError(
-                            f"{state.job.name}: unexpected {type(exc).__name__}: {exc}. The "
+                            f"{record.job.name}: unexpected {type(exc).__name__}: {exc}. The "
                             "ledger keeps what was paid for; rerun the batch to continue it.",
                             reason="UNEXPECTED_ERROR",
                         )
-                        return await self._fail(state, await self._entry(state), error)
+                        return await self._fail(record, error)
             except StoreError as exc:  # the store is unreachable, or another run took the job
                 self._unsaved.pop(key, None)
                 return self._finish(
-                    state, None, JobStatus.FAILED, reason=exc.reason, message=exc.message
+                    record, JobStatus.FAILED, reason=exc.reason, message=exc.message
                 )
 
-    async def _advance(self, state: JobState, entry: LedgerEntry) -> JobState:
-        if entry.state == "succeeded":
-            done = await self._reuse(state, entry)
+    async def _advance(self, record: JobRecord) -> JobRecord:
+        if _entry(record).state == "succeeded":
+            done = await self._reuse(record)
             if done is not None:
                 return done
             # Outputs were removed or damaged since: fetch them again from the same task.
-            entry = await self._put(entry.evolve(state="submitted"))
+            record = await self._save(record, state="submitted")
         while True:
+            entry = _entry(record)
             if entry.state in ("needs-submit", "submitting") or entry.task_id is None:
                 async with self.submitting:
-                    state, entry = await self._submit(state, entry)
-            else:
-                state = state.evolve(task_id=entry.task_id)
-            if not state.images:  # a refreshed poll may already hold this task's result
-                state, entry, retry = await self._poll(state, entry)
+                    record = await self._submit(record)
+            if not record.images:  # a refreshed poll may already hold this task's result
+                record, retry = await self._poll(record)
                 if retry:
                     continue
-            state, entry, retry = await self._download(state, entry)
+            record, retry = await self._download(record)
             if retry:
                 continue
-            return self._finish(state, entry, JobStatus.SUCCEEDED, reason=None, message=None)
+            return self._finish(record, JobStatus.SUCCEEDED)
 
-    async def _reuse(self, state: JobState, entry: LedgerEntry) -> JobState | None:
+    async def _reuse(self, record: JobRecord) -> JobRecord | None:
         """Finish a job from a succeeded entry without the network, or None if it cannot.
 
         The entry's outputs may belong to another input with the same content (same image,
         mask and parameters, another name): this job then gets copies under its own names, so
         each report row lists its own files while the task is paid for once.
         """
-        own = outputs_for(entry, state.job.output_stem)
+        entry = _entry(record)
+        own = entry.outputs_for(record.job.output_stem)
         shared = own != entry.outputs
         copied = False
         if not self.ledger.outputs_intact(entry, self.output, own):
@@ -313,87 +244,73 @@ class JobRunner:
                 data = await asyncio.to_thread(self.output.read_result, source)
                 await self.output.write_result(rel, data)
             copied = True
-        fields: dict[str, object] = {"outputs": own, "reason": None, "message": None}
+        message = None
         if shared:
-            fields.update(
-                submits=0,
-                attempts=0,
-                polls=0,
-                message=(
-                    f"Same image, mask and parameters as {entry.name}: the result of its task "
-                    f"{entry.task_id} serves this input too (copied, not paid for again)."
-                ),
+            message = (
+                f"Same image, mask and parameters as {entry.name}: the result of its task "
+                f"{entry.task_id} serves this input too (copied, not paid for again)."
             )
-        done = state.task_id is not None or copied
-        status = JobStatus.SUCCEEDED if done else JobStatus.SKIPPED_ALREADY_DONE
-        return self._finish(state, entry, status, **fields)
+        status = JobStatus.SUCCEEDED if copied else JobStatus.SKIPPED_ALREADY_DONE
+        return self._finish(record, status, message=message, shared_task=shared)
 
-    async def _submit(self, state: JobState, entry: LedgerEntry) -> tuple[JobState, LedgerEntry]:
-        assert state.prepared is not None
+    async def _submit(self, record: JobRecord) -> JobRecord:
         self.client.halt.check()  # stopped batch-wide: not sent, nothing written
-        image_b64, mask_b64 = encode_payload(state.job)
-        entry = await self._put(
-            entry.evolve(
-                state="submitting", submits=entry.submits + 1, task_id=None, name=state.job.name
-            )
+        image_b64, mask_b64 = encode_payload(record.job)
+        record = await self._save(
+            record,
+            state="submitting",
+            submits=_entry(record).submits + 1,
+            task_id=None,
+            name=record.job.name,
         )
         try:
-            response = await self.client.submit(image_b64, mask_b64, state.job.params)
+            response = await self.client.submit(image_b64, mask_b64, record.job.params)
         except SubmitOutcomeUnknown:
             raise  # ledger stays "submitting": the next run submits again, knowingly
         except NovitaError:
             # The API answered with an error, or the request never left: no task was created,
             # nothing was paid.
-            await self._put(entry.evolve(state="needs-submit", submits=entry.submits - 1))
+            await self._save(record, state="needs-submit", submits=_entry(record).submits - 1)
             if self.client.halt.stopped:  # this refusal (or its cause) stopped the batch
                 raise self.client.halt.error() from None
             raise
         finally:
             del image_b64, mask_b64
-        entry = await self._put(
-            entry.evolve(
-                state="submitted",
-                task_id=response.task_id,
-                attempts=entry.attempts + response.attempts,
-                submitted_at=utc_now(),
-                finished_at=None,
-                reason=None,
-                message=None,
-            )
-        )
-        state = state.evolve(
+        record = await self._save(
+            record,
+            state="submitted",
             task_id=response.task_id,
-            images=(),
-            rate_limited=state.rate_limited + response.rate_limited,
+            attempts=_entry(record).attempts + response.attempts,
+            submitted_at=utc_now(),
+            finished_at=None,
+            reason=None,
+            message=None,
         )
-        return state, entry
+        return record.evolve(images=(), rate_limited=record.rate_limited + response.rate_limited)
 
-    async def _needs_resubmit(
-        self, state: JobState, entry: LedgerEntry, exc: NovitaError
-    ) -> tuple[JobState, LedgerEntry, bool]:
+    async def _needs_resubmit(self, record: JobRecord, exc: NovitaError) -> tuple[JobRecord, bool]:
         """Record that the remote task is gone or failed; resubmit once if allowed."""
-        entry = await self._put(
-            entry.evolve(
-                state="needs-submit",
-                remote_failures=entry.remote_failures + 1,
-                finished_at=utc_now(),
-                reason=exc.reason,
-                message=exc.message,
-            )
+        record = await self._save(
+            record,
+            state="needs-submit",
+            remote_failures=_entry(record).remote_failures + 1,
+            finished_at=utc_now(),
+            reason=exc.reason,
+            message=exc.message,
         )
-        if state.resubmits >= self.tuning.max_resubmits:
+        if record.resubmits >= self.tuning.max_resubmits:
             raise exc
-        return state.evolve(resubmits=state.resubmits + 1), entry, True
+        return record.evolve(resubmits=record.resubmits + 1), True
 
-    async def _poll(
-        self, state: JobState, entry: LedgerEntry, *, learn: bool = True
-    ) -> tuple[JobState, LedgerEntry, bool]:
-        assert entry.task_id is not None
+    async def _poll(self, record: JobRecord, *, learn: bool = True) -> tuple[JobRecord, bool]:
+        entry = _entry(record)
+        task_id = entry.task_id
+        assert task_id is not None
         deadline = time.monotonic() + self.poll_timeout_s
         polls = 0
         # Seconds since the submit was answered, by the wall clock the ledger records; None for
         # a task of an earlier run that recorded no time (polled at once).
-        submitted = _parse(entry.submitted_at) if entry.submitted_at else None
+        submitted = parse_utc(entry.submitted_at) if entry.submitted_at else None
         scout = self.planner.enlist() if learn else False  # a refresh is no scout
         if submitted is not None:  # polled first when tasks like it are usually done
             wait = self.planner.first_wait_s(time.time() - submitted, scout=scout)
@@ -401,7 +318,7 @@ class JobRunner:
         try:
             while True:
                 try:
-                    result = await self.client.get_task_result(entry.task_id)
+                    result = await self.client.get_task_result(task_id)
                 finally:
                     polls += 1
                 elapsed = time.time() - submitted if submitted is not None else None
@@ -415,7 +332,7 @@ class JobRunner:
                     break
                 if result.status == "TASK_STATUS_FAILED":
                     raise TaskFailedError(
-                        f"{state.job.name}: Novita task {entry.task_id} failed: "
+                        f"{record.job.name}: Novita task {task_id} failed: "
                         f"{result.reason or 'no reason given'}. It will be submitted again.",
                         reason="TASK_FAILED",
                     )
@@ -424,19 +341,19 @@ class JobRunner:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise PollTimeoutError(
-                        f"{state.job.name}: task {entry.task_id} did not finish within "
+                        f"{record.job.name}: task {task_id} did not finish within "
                         f"{self.poll_timeout_s:.0f} s (last status {result.status}). "
                         "Rerun the batch: it polls the same task again, no new submit."
                     )
                 wait = self.planner.next_wait_s(elapsed or 0.0, result.eta, scout=scout)
                 await asyncio.sleep(min(wait, remaining))
         except TaskNotFoundError as exc:
-            entry = entry.evolve(polls=entry.polls + polls)
-            return await self._needs_resubmit(state, entry, exc)
+            record = record.evolve(entry=entry.evolve(polls=entry.polls + polls))
+            return await self._needs_resubmit(record, exc)
         except NovitaError as exc:
-            entry = await self._put(entry.evolve(polls=entry.polls + polls))
+            record = await self._save(record, polls=entry.polls + polls)
             if exc.reason == "TASK_FAILED":
-                return await self._needs_resubmit(state, entry, exc)
+                return await self._needs_resubmit(record, exc)
             raise
         # Not written yet: the download's ledger write records it (one fsynced write fewer per
         # job). A crash before then leaves the entry "submitted": the next run polls again.
@@ -444,62 +361,55 @@ class JobRunner:
         self._unsaved[entry.job_key] = entry  # what a failure before that write records
         if not result.images:
             raise DownloadError(
-                f"{state.job.name}: task {entry.task_id} succeeded but returned no images.",
+                f"{record.job.name}: task {task_id} succeeded but returned no images.",
                 reason="NO_RESULT_IMAGES",
             )
-        return (
-            state.evolve(images=result.images, seed_used=result.seed),
-            entry,
-            False,
-        )
+        return record.evolve(entry=entry, images=result.images), False
 
-    async def _download(
-        self, state: JobState, entry: LedgerEntry
-    ) -> tuple[JobState, LedgerEntry, bool]:
-        multi = len(state.images) > 1
+    async def _download(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        multi = len(record.images) > 1
         outputs: list[str] = []
         sizes: list[int] = []
         refreshed = False
         index = 0
-        while index < len(state.images):
-            image = state.images[index]
+        while index < len(record.images):
+            image = record.images[index]
             try:
-                data, fmt = await self._fetch_valid(state, image)
+                data, fmt = await self._fetch_valid(record, image)
             except DownloadError as exc:
                 if exc.reason == "CORRUPT_RESULT_IMAGE":
                     # The task's stored result is damaged: fetching it again cannot help, so
                     # the task counts as failed remotely (one more submit, as for FAILED).
-                    return await self._needs_resubmit(state, entry, exc)
+                    return await self._needs_resubmit(record, exc)
                 if exc.reason != "RESULT_URL_EXPIRED":
                     raise
                 if not refreshed:
                     # Ask the API again: it may hand out fresh URLs for the same task.
                     refreshed = True
-                    state, entry, retry = await self._poll(state, entry, learn=False)
+                    record, retry = await self._poll(record, learn=False)
                     if retry:
-                        return state, entry, True
+                        return record, True
                     continue
-                return await self._needs_resubmit(state, entry, exc)
+                return await self._needs_resubmit(record, exc)
             suffix = f"_{index + 1}" if multi else ""
-            rel = f"{state.job.output_stem}{suffix}.{EXTENSIONS[fmt]}"
+            rel = f"{record.job.output_stem}{suffix}.{EXTENSIONS[fmt]}"
             await self.output.write_result(rel, data)
             outputs.append(rel)
             sizes.append(len(data))
             index += 1
-        entry = await self._put(
-            entry.evolve(
-                state="succeeded",
-                finished_at=utc_now(),
-                outputs=tuple(outputs),
-                output_stem=state.job.output_stem,
-                output_sizes=tuple(sizes),
-                reason=None,
-                message=None,
-            )
+        record = await self._save(
+            record,
+            state="succeeded",
+            finished_at=utc_now(),
+            outputs=tuple(outputs),
+            output_stem=record.job.output_stem,
+            output_sizes=tuple(sizes),
+            reason=None,
+            message=None,
         )
-        return state, entry, False
+        return record, False
 
-    async def _fetch_valid(self, state: JobState, image: ResultImage) -> tuple[bytes, str]:
+    async def _fetch_valid(self, record: JobRecord, image: ResultImage) -> tuple[bytes, str]:
         last: Exception | None = None
         for attempt in range(self.tuning.download_attempts):
             data = await self.client.download(image.image_url)
@@ -510,8 +420,8 @@ class JobRunner:
                 last = exc
                 await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
         raise DownloadError(
-            f"{state.job.name}: the result image of task {state.task_id} is not a complete "
-            f"image after {self.tuning.download_attempts} downloads ({last}). The task's "
+            f"{record.job.name}: the result image of task {_entry(record).task_id} is not a "
+            f"complete image after {self.tuning.download_attempts} downloads ({last}). The task's "
             "stored result is damaged and cannot be fetched whole; rerunning the batch submits "
             "the job again (a new paid task).",
             reason="CORRUPT_RESULT_IMAGE",
@@ -519,17 +429,7 @@ class JobRunner:
         )
 
 
-def outputs_for(entry: LedgerEntry, output_stem: str) -> tuple[str, ...]:
-    """The entry's output paths as the job with `output_stem` names them."""
-    stem = entry.output_stem
-    if stem is None:  # an entry written before stems were recorded: outputs as written
-        return entry.outputs
-    if stem == output_stem:
-        return entry.outputs
-    return tuple(
-        output_stem + rel[len(stem) :] if rel.startswith(stem) else rel for rel in entry.outputs
-    )
-
-
-def _parse(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
+def _entry(record: JobRecord) -> LedgerEntry:
+    """The record's store entry, which every job the runner moves has once it is claimed."""
+    assert record.entry is not None
+    return record.entry

@@ -15,7 +15,7 @@ from prefect.tasks import exponential_backoff
 
 from inpaint_flows.batch import BatchRun
 from inpaint_flows.finishing import JobFinisher, run_and_finish
-from inpaint_flows.pipeline import JobState
+from inpaint_flows.job_record import JobRecord
 
 
 @task(
@@ -26,8 +26,8 @@ from inpaint_flows.pipeline import JobState
     cache_policy=NO_CACHE,
 )
 async def inpaint_jobs(
-    states: list[JobState], run: BatchRun, label: str, finisher: JobFinisher | None = None
-) -> list[JobState]:
+    records: list[JobRecord], run: BatchRun, label: str, finisher: JobFinisher | None = None
+) -> list[JobRecord]:
     """`run` is the flow run's shared client, ledger and limits (passed, never looked up);
     `finisher` gets each job as it ends (its gallery thumbnails are made meanwhile)."""
-    return await run_and_finish(run, states, finisher)
+    return await run_and_finish(run, records, finisher)

@@ -7,8 +7,9 @@ import asyncio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from inpaint_flows.job_record import JobRecord
 from inpaint_flows.models import Job
-from inpaint_flows.pipeline import JobState, prepare_many
+from inpaint_flows.pipeline import prepare_many
 
 
 @task(
@@ -18,6 +19,6 @@ from inpaint_flows.pipeline import JobState, prepare_many
     retry_delay_seconds=2,
     cache_policy=NO_CACHE,
 )
-async def load_and_validate(jobs: list[Job], label: str) -> list[JobState]:
+async def load_and_validate(jobs: list[Job], label: str) -> list[JobRecord]:
     """Decoding is CPU work: run it off the event loop so other chunks keep polling."""
     return await asyncio.to_thread(prepare_many, jobs)

@@ -26,9 +26,10 @@ from inpaint_flows.chunking import (
     top_jobs_per_s,
 )
 from inpaint_flows.endpoint import Endpoint
+from inpaint_flows.job_record import JobRecord
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams, JobStatus
-from inpaint_flows.pipeline import JobRunner, JobState, prepare_many
+from inpaint_flows.pipeline import JobRunner, prepare_many
 from inpaint_flows.settings import BatchSettings
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
@@ -81,7 +82,7 @@ def server() -> Iterator[LocalServer]:
         yield srv
 
 
-def _states() -> list[JobState]:
+def _states() -> list[JobRecord]:
     jobs = discover_jobs(str(EXAMPLES), InpaintParams(steps=1), None)
     return prepare_many(jobs)
 
@@ -104,7 +105,7 @@ async def test_in_flight_limit_holds_across_chunks(
     peak = 0
     advance = JobRunner.advance
 
-    async def counting(self: JobRunner, state: JobState) -> Any:
+    async def counting(self: JobRunner, state: JobRecord) -> Any:
         nonlocal active, peak
         active += 1  # a job enters the window with its submit
         peak = max(peak, active)

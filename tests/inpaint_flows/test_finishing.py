@@ -19,9 +19,10 @@ from inpaint_flows.endpoint import Endpoint
 from inpaint_flows.finalize import finalize_report
 from inpaint_flows.finishing import JobFinisher, run_and_finish
 from inpaint_flows.gallery import THUMBS_DIR, Thumbnailer, write_gallery
+from inpaint_flows.job_record import JobRecord
 from inpaint_flows.jobs import discover_jobs
 from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
-from inpaint_flows.pipeline import JobState, prepare_many
+from inpaint_flows.pipeline import prepare_many
 from inpaint_flows.settings import BatchSettings
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
@@ -35,7 +36,7 @@ def server() -> Iterator[LocalServer]:
         yield srv
 
 
-def _states() -> list[JobState]:
+def _states() -> list[JobRecord]:
     return prepare_many(discover_jobs(str(EXAMPLES), InpaintParams(steps=1), None))
 
 
