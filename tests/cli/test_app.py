@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -82,3 +83,30 @@ def test_check_pays_nothing_and_tells_the_bill(tmp_path: Path) -> None:
     assert "Time at 10 images/min: about 30 s" in result.stderr
     assert submitted == 0
     assert "sk_check_key" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "shown"),
+    [
+        pytest.param(["--help"], 0, "rerun-failed", id="help"),
+        pytest.param(["run"], 2, "Missing argument", id="usage-error"),
+    ],
+)
+def test_the_prompt_exit_keeps_the_exit_code_output_and_exit_handlers(
+    args: list[str], code: int, shown: str
+) -> None:
+    """`main()` ends the process with `os._exit`: what a normal exit does must still happen."""
+    program = (
+        "import atexit; atexit.register(print, 'exit handler ran', flush=False); "
+        "from cli.app import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, *args],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == code, result.stderr[-3000:]
+    assert shown in result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("exit handler ran")  # ran, and its output flushed
