@@ -296,7 +296,9 @@ def _make_thumbnail(source: str) -> tuple[bytes, str, tuple[int, int]]:
         with open_input(source) as fh, Image.open(fh) as opened:
             opened.draft(opened.mode, (THUMB_MAX_SIDE, THUMB_MAX_SIDE))  # fast JPEG downscale
             im = ImageOps.exif_transpose(opened)
-            im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.LANCZOS)
+            # Bicubic, Pillow's default for thumbnails: a third cheaper than Lanczos, and at
+            # preview size the two cannot be told apart.
+            im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.BICUBIC)
     if im.mode in ("1", "L", "I", "I;16", "F"):
         im, fmt, suffix = im.convert("L"), "PNG", ".png"
     elif im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
@@ -304,7 +306,11 @@ def _make_thumbnail(source: str) -> tuple[bytes, str, tuple[int, int]]:
     else:
         im, fmt, suffix = im.convert("RGB"), "JPEG", ".jpg"
     buffer = io.BytesIO()
-    im.save(buffer, fmt, **({"quality": 85} if fmt == "JPEG" else {"optimize": True}))
+    # PNG without `optimize`: its extra passes tripled the encode for ~10 % fewer bytes.
+    if fmt == "JPEG":
+        im.save(buffer, fmt, quality=85)
+    else:
+        im.save(buffer, fmt)
     return buffer.getvalue(), suffix, im.size
 
 
