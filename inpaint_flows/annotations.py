@@ -44,6 +44,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -54,6 +55,8 @@ from typing import Any, Literal
 import yaml
 
 from inpaint_flows.errors import AnnotationError
+from inpaint_flows.locations import download, files_under, is_remote, name_of
+from inpaint_flows.locations import is_file as remote_is_file
 from inpaint_flows.mask_geometry import Box, Circle, Polygon, RleMask, Shape, decode_rle_string
 
 __all__ = [
@@ -125,6 +128,38 @@ def read_annotations(path: str | Path, labels: Sequence[str] | None = None) -> A
     if labels:
         found = _keep_labels(found, labels)
     return found
+
+
+def read_annotations_at(location: str, labels: Sequence[str] | None = None) -> Annotations:
+    """`read_annotations` for a path or a bucket URL (a file, or a folder of label files).
+
+    A bucket's annotation files (small text) are copied to a temporary folder with their
+    relative paths and read there; messages name the URL.
+    """
+    if not is_remote(location):
+        return read_annotations(location, labels)
+    with tempfile.TemporaryDirectory(prefix="inpaint-annotations-") as tmp:
+        name = name_of(location)
+        if remote_is_file(location):
+            files = [(name, location)]
+        else:
+            files = [
+                (f"{name}/{rel}", url)
+                for rel, url in files_under(location)
+                if not any(part.startswith(".") for part in rel.split("/"))
+            ]
+            if not files:
+                raise AnnotationError(
+                    f"Annotations {location} do not exist. Give a COCO .json file, a YOLO labels"
+                    " folder, LabelMe .json file(s) or Pascal VOC .xml file(s).",
+                    reason="ANNOTATIONS_NOT_FOUND",
+                )
+        for rel, url in files:
+            target = Path(tmp, *rel.split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            download(url, target)
+        found = read_annotations(Path(tmp) / name, labels)
+    return replace(found, path=location)
 
 
 def _detect(src: Path) -> tuple[Format, list[Path]]:

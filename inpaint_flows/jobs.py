@@ -40,10 +40,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from inpaint_flows.annotations import Annotations, match_images, read_annotations
+from inpaint_flows.annotations import Annotations, match_images, read_annotations_at
 from inpaint_flows.drafts import Draft, to_jobs
 from inpaint_flows.errors import AnnotationError, ImageError, InputError, ManifestError, MaskError
-from inpaint_flows.locations import files_under, is_remote
+from inpaint_flows.locations import files_under, is_remote, join, parent_of
 from inpaint_flows.locations import is_file as remote_is_file
 from inpaint_flows.manifest import MANIFEST_SUFFIXES, manifest_drafts
 from inpaint_flows.masks import (
@@ -120,28 +120,19 @@ def discover_jobs(
     """
     settings = masks or MaskSettings()
     single_mask = _single_mask(mask)
-    if is_remote(source) or is_remote(settings.annotations):
-        if settings.annotations:
-            raise InputError(
-                f"Annotations {settings.annotations} with source {source}: annotation files and"
-                " images in a bucket are not supported together yet. Copy the images and"
-                " annotations to a local folder, or draw masks first (`inpaint-flows masks`)"
-                " and put them beside the images.",
-                reason="UNSUPPORTED_REMOTE_SOURCE",
-            )
-        return _checked_drafts(
-            _remote_drafts(os.fspath(source), defaults, single_mask, exclude, settings.generates),
-            settings,
-            None,
-            Path("."),
-            defaults,
-        )
-    src = Path(source)
     # Read before the images are listed: an unreadable file or a mistyped label stops the
     # batch before anything else happens.
     annotations = (
-        read_annotations(settings.annotations, settings.labels) if settings.annotations else None
+        read_annotations_at(os.fspath(settings.annotations), settings.labels)
+        if settings.annotations
+        else None
     )
+    if is_remote(source):
+        drafts, url_root = _remote_drafts(
+            os.fspath(source), defaults, single_mask, exclude, settings.generates
+        )
+        return _checked_drafts(drafts, settings, annotations, url_root, defaults)
+    src = Path(source)
     if not src.exists():
         raise InputError(
             f"Source {src} does not exist. Give a folder of images and masks or a manifest"
@@ -174,7 +165,7 @@ def _checked_drafts(
     drafts: list[Draft],
     settings: MaskSettings,
     annotations: Annotations | None,
-    root: Path,
+    root: Path | str,
     defaults: InpaintParams,
 ) -> list[Job]:
     """The jobs of `drafts`, with their mask recipes and the hints of a missing mask."""
@@ -189,17 +180,23 @@ def _checked_drafts(
     return to_jobs(drafts)
 
 
+def _under(root: Path | str, rel: str) -> str:
+    """`rel` under the images' root: a bucket URL, or a local folder."""
+    return join(root, rel) if isinstance(root, str) else os.path.normpath(root / rel)
+
+
 def _remote_drafts(
     url: str,
     defaults: InpaintParams,
     single_mask: str | None,
     exclude: Iterable[str | Path],
     generates: bool,
-) -> list[Draft]:
+) -> tuple[list[Draft], str]:
     """The drafts of a folder in a bucket (one listing, paired like a local folder), or of a
-    manifest in a bucket (its paths are objects beside it)."""
+    manifest in a bucket (its paths are objects beside it); and the URL the images' relative
+    paths start from."""
     if url.lower().endswith(tuple(MANIFEST_SUFFIXES)):
-        return manifest_drafts(url, defaults, single_mask, generates)
+        return manifest_drafts(url, defaults, single_mask, generates), parent_of(url)
     skipped = tuple(f"{os.fspath(p).rstrip('/')}/" for p in exclude if is_remote(p))
     files = [
         (rel, loc)
@@ -218,8 +215,8 @@ def _remote_drafts(
     if any(rel.startswith("images/") for rel, _ in images):
         split = [(rel[len("images/") :], loc) for rel, loc in images if rel.startswith("images/")]
         masks = [(rel[len("masks/") :], loc) for rel, loc in images if rel.startswith("masks/")]
-        return _split_drafts(split, masks, defaults, single_mask)
-    return _pair_drafts(images, defaults, single_mask)
+        return _split_drafts(split, masks, defaults, single_mask), join(url, "images")
+    return _pair_drafts(images, defaults, single_mask), url
 
 
 def _single_mask(mask: str | Path | None) -> str | None:
@@ -253,10 +250,12 @@ def _with_mask_recipes(
     drafts: list[Draft],
     settings: MaskSettings,
     annotations: Annotations | None,
-    root: Path,
+    root: Path | str,
     defaults: InpaintParams,
 ) -> list[Draft]:
-    """Drafts with their mask recipe; "no mask" problems resolved against every source."""
+    """Drafts with their mask recipe; "no mask" problems resolved against every source.
+
+    `root`: the folder (or bucket URL) the images' relative paths start from."""
     unique: dict[str, int] = {}
     images: list[tuple[str, str]] = []
     for draft in drafts:
@@ -323,7 +322,9 @@ def _with_mask_recipes(
             out.append(
                 Draft(
                     rel=ref,
-                    image_path=os.path.normpath(root / ref),
+                    image_path=join(root, ref)
+                    if isinstance(root, str)
+                    else os.path.normpath(root / ref),
                     mask_path=None,
                     params=defaults,
                     problems=problems,

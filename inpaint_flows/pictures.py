@@ -93,7 +93,7 @@ def load_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image
     Raises `ImageError` (with a reason token) when the file is missing, empty, not an image,
     animated, larger than `max_pixels` or damaged.
     """
-    with open_picture(Path(path), IMAGE, max_pixels) as img:
+    with open_picture(path, IMAGE, max_pixels) as img:
         rgb = oriented_rgb(img, exif_orientation(img))
         return rgb.copy() if rgb is img else rgb
 
@@ -118,7 +118,7 @@ def load_mask(
     Raises `MaskError` for the same file problems `load_image` reports. The size is not checked
     here: `input_checks.prepare_job` compares it with the image.
     """
-    with open_picture(Path(path), MASK, max_pixels) as img:
+    with open_picture(path, MASK, max_pixels) as img:
         mask = oriented_mask(img, mask_turn(img, image_size, image_orientation))
         return mask.copy() if mask is img else mask
 
@@ -133,7 +133,7 @@ def final_mask(job: Job) -> tuple[Image.Image, list[str]]:
     """
     if job.problem is not None:
         raise problem_error(job)
-    with open_picture(Path(job.image_path), IMAGE) as raw_image:
+    with open_picture(job.image_path, IMAGE) as raw_image:
         orientation = exif_orientation(raw_image)
         stored_size = raw_image.size
     image_size = oriented_size(stored_size, orientation)
@@ -429,7 +429,7 @@ def drawn_mask(
     assert job.mask_recipe is not None
     file_mask = None
     if job.mask_path is not None:
-        with open_picture(Path(job.mask_path), MASK) as raw_mask:
+        with open_picture(job.mask_path, MASK) as raw_mask:
             built = oriented_mask(raw_mask, mask_turn(raw_mask, image_size, orientation))
             check_mask_size(job, built.size, raw_mask.size, image_size, orientation)
             file_mask = built.copy() if built is raw_mask else built  # outlives the file

@@ -137,6 +137,18 @@ async def test_rerun_failed_from_a_report_in_the_bucket(
     assert job_counts(server).total_submits == paid + 1  # only the fixed row
 
 
+async def test_masks_drawn_on_pictures_in_a_bucket(inputs: Bucket, server: LocalServer) -> None:
+    """A region and grow: the masks are drawn on the pictures read from the bucket."""
+    from inpaint_flows.masks import MaskSettings
+
+    masks = MaskSettings(region="bottom-right:20%x10%", grow=3)
+    state = await run(inputs, server, masks=masks)
+    assert state.is_completed(), state.message
+    report = report_of(inputs)
+    assert set(report["status"]) == {"succeeded"}
+    assert report["mask_ops"].notna().all()
+
+
 async def test_a_missing_bucket_stops_the_run_before_anything_is_paid(
     inputs: Bucket, server: LocalServer
 ) -> None:

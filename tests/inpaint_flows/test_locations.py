@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from inpaint_flows import locations
-from inpaint_flows.errors import ConfigError, InputError
+from inpaint_flows.errors import AnnotationError, ConfigError, InputError
 from inpaint_flows.jobs import discover_jobs
+from inpaint_flows.masks import MaskSettings
 from inpaint_flows.models import InpaintParams
+from inpaint_flows.pictures import final_mask
 from tests.object_storage import Bucket
 
 
@@ -131,3 +135,54 @@ def test_a_manifest_in_a_bucket_names_objects_beside_it_or_anywhere(s3: Bucket) 
     assert jobs[1].problem is None
     assert jobs[2].problem_reason == "IMAGE_NOT_FOUND"
     assert "list.csv row 4" in (jobs[2].problem or "")
+
+
+def _coco(file_name: str, box: list[int]) -> bytes:
+    return json.dumps(
+        {
+            "images": [{"id": 1, "file_name": file_name, "width": 8, "height": 8}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box}],
+            "categories": [{"id": 1, "name": "stain"}],
+        }
+    ).encode()
+
+
+def test_annotations_in_a_bucket_draw_masks_for_images_in_a_bucket(s3: Bucket) -> None:
+    s3.put("ann/images/a.png", _png(10))
+    s3.put("ann/images/b.png", _png(20))
+    s3.put("ann/coco.json", _coco("a.png", [2, 2, 4, 4]))
+    jobs = {
+        job.name: job
+        for job in discover_jobs(
+            s3.url("ann"), InpaintParams(), masks=MaskSettings(annotations=s3.url("ann/coco.json"))
+        )
+    }
+    assert jobs["a.png"].problem is None and jobs["a.png"].mask_recipe is not None
+    assert jobs["a.png"].image_path == s3.url("ann/images/a.png")
+    mask, _ = final_mask(jobs["a.png"])
+    assert np.asarray(mask)[3, 3] == 255 and np.asarray(mask)[0, 0] == 0
+    assert jobs["b.png"].problem_reason == "NO_MASK"
+    assert "coco coco.json" in (jobs["b.png"].problem or "")
+
+    # A YOLO labels folder in the bucket, and an annotation naming an image that is not there.
+    s3.put("yolo/labels/a.txt", b"0 0.5 0.5 0.5 0.5\n")
+    s3.put("yolo/labels/gone.txt", b"0 0.5 0.5 0.5 0.5\n")
+    s3.put("yolo/data.yaml", b"names: [stain]\n")
+    jobs = {
+        job.name: job
+        for job in discover_jobs(
+            s3.url("ann"), InpaintParams(), masks=MaskSettings(annotations=s3.url("yolo"))
+        )
+    }
+    assert jobs["a.png"].problem is None
+    gone = next(job for name, job in jobs.items() if "gone" in name)
+    assert gone.problem_reason == "ANNOTATED_IMAGE_NOT_FOUND"
+    assert gone.image_path.startswith(s3.url("ann/images/"))
+
+
+def test_annotations_in_a_bucket_that_are_not_there(s3: Bucket, tmp_path: Path) -> None:
+    with pytest.raises(AnnotationError, match="do not exist") as err:
+        discover_jobs(
+            tmp_path, InpaintParams(), masks=MaskSettings(annotations=s3.url("no/labels"))
+        )
+    assert err.value.reason == "ANNOTATIONS_NOT_FOUND"

@@ -106,9 +106,9 @@ def test_input_files_are_read_only_through_read_source(
     read: list[Path] = []
 
     @contextmanager
-    def from_memory(path: Path) -> Iterator[BinaryIO]:
-        read.append(path)
-        yield io.BytesIO(contents[path])
+    def from_memory(path: str | Path) -> Iterator[BinaryIO]:
+        read.append(Path(path))
+        yield io.BytesIO(contents[Path(path)])
 
     real_open = builtins.open
 
