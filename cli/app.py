@@ -27,6 +27,7 @@ from cli.options import RUN_ONLY, settings_from_options, with_settings_options
 from cli.prefect_api import TemporaryApi, start_temporary_api
 from inpaint_flows import canary, progress
 from inpaint_flows.client import DEFAULT_BASE_URL
+from inpaint_flows.interrupts import heed_sigint
 from inpaint_flows.locations import is_remote, parent_of
 from inpaint_flows.memory import release_large_buffers
 from inpaint_flows.secrets import ENV_VAR
@@ -144,6 +145,7 @@ def _run_flow(
     Ctrl-C (or SIGTERM) ends with one line saying what is kept and how to resume. A canary is
     asked about here, in the terminal, instead of in the dashboard.
     """
+    heed_sigint()
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum: int, frame: FrameType | None) -> None:

@@ -20,6 +20,7 @@ from inpaint_flows.deployments import (
     runner_deployments,
     served,
 )
+from inpaint_flows.interrupts import heed_sigint
 
 if TYPE_CHECKING:
     from prefect.events.schemas.automations import AutomationCore
@@ -32,31 +33,11 @@ def serve(options: ServeOptions) -> None:
     """Serve every deployment until Ctrl-C, which pauses the deployments."""
     from prefect import serve as prefect_serve
 
-    _heed_sigint()
+    heed_sigint()
     # The flow runs served from here are this process's children: they send heartbeats too.
     for key, value in HEARTBEAT_ENV.items():
         os.environ.setdefault(key, value)
     prefect_serve(*runner_deployments(served(deployments(), options)))
-
-
-def _heed_sigint() -> None:
-    """Make SIGINT (Ctrl-C, `kill -INT`) stop serving even if this process inherited it ignored.
-
-    A command started in the background of a non-interactive shell (`inpaint-flows serve &` in
-    a script, a CI job started that way, and everything it starts) inherits SIGINT as ignored.
-    Python then installs no KeyboardInterrupt handler, nor does asyncio, so the signal was
-    dropped: serve kept running, and when it was killed instead its deployments stayed active
-    with nothing to run them. Servers such as uvicorn take SIGINT back the same way. A handler
-    someone installed on purpose is left alone.
-    """
-    import signal
-    import threading
-
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    ):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def load_automation(

@@ -31,8 +31,16 @@ def _wait_for_a_paid_step(state_dir: Path, proc: subprocess.Popen[str], timeout:
     raise AssertionError(f"no submit recorded within {timeout} s: {proc.communicate()}")
 
 
+def _as_a_background_job() -> None:
+    """What a non-interactive shell does to `cmd &`: SIGINT ignored, inherited across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.usefixtures("prefect_harness")
-def test_ctrl_c_ends_with_one_line_on_how_to_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("started", ["in a terminal", "as a background job"])
+def test_ctrl_c_ends_with_one_line_on_how_to_resume(tmp_path: Path, started: str) -> None:
+    """SIGINT stops the run however it was started: a run started with `&` from a script
+    inherits SIGINT ignored, and before the CLI took it back it went on paying for the batch."""
     source = tiny_batch(tmp_path / "in", 6)
     out = tmp_path / "out"
     with LocalServer(ServerConfig(latency=60.0, workers=6)) as server:
@@ -54,6 +62,7 @@ def test_ctrl_c_ends_with_one_line_on_how_to_resume(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_as_a_background_job if started == "as a background job" else None,
         )
         _wait_for_a_paid_step(out / ".inpaint-state", proc, timeout=120)
         proc.send_signal(signal.SIGINT)
