@@ -110,12 +110,6 @@ def read_bytes(url: str) -> bytes:
     return data
 
 
-def exists(url: str) -> bool:
-    fs, path = filesystem(url)
-    with translated(url):
-        return bool(fs.exists(path))
-
-
 def is_file(url: str) -> bool:
     fs, path = filesystem(url)
     with translated(url):
@@ -180,12 +174,6 @@ def download(url: str, local: str | os.PathLike[str]) -> bool:
     return True
 
 
-def delete(url: str) -> None:
-    fs, path = filesystem(url)
-    with contextlib.suppress(FileNotFoundError), translated(url):
-        fs.rm_file(path)
-
-
 def sign(url: str, expires_s: int) -> str | None:
     """A URL anyone can open for `expires_s` seconds, or None if the store cannot sign one."""
     fs, path = filesystem(url)
@@ -214,14 +202,6 @@ def public_url(url: str) -> str:
     if scheme in ("gs", "gcs"):
         return f"https://storage.googleapis.com/{rest}"
     return url
-
-
-def check_readable(url: str) -> None:
-    """List the prefix `url`: raises ConfigError naming the bucket when it is missing or
-    denied (made before anything is paid for)."""
-    fs, path = filesystem(url)
-    with translated(url):
-        fs.ls(path.split("/", 1)[0], detail=False)
 
 
 def check_writable(url: str) -> None:

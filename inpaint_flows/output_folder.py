@@ -124,18 +124,13 @@ class OutputFolder:
         return locations.download(self.location(rel), local)
 
     def publish(self, *rels: str) -> None:
-        """For a bucket: upload these files of the working folder (a folder: every file in
-        it, hidden temporary files excepted), each whole. Locally: nothing to do."""
+        """For a bucket: upload these files of the working folder that exist, each whole.
+        Locally: nothing to do."""
         if not self.remote:
             return
         for rel in rels:
             local = self.work / rel
-            if local.is_dir():
-                for path in sorted(local.rglob("*")):
-                    if path.is_file() and not path.name.endswith(".tmp"):
-                        sub = path.relative_to(self.work).as_posix()
-                        locations.upload(path, self.location(sub))
-            elif local.is_file():
+            if local.is_file():
                 locations.upload(local, self.location(rel))
 
     def pull_store(self) -> None:
