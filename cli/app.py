@@ -8,13 +8,13 @@ they cannot drift from what the flow accepts.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import os
 import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -42,6 +42,22 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class StartedEarly:
+    """What `cli.main` started before this module was imported, handed to the commands as the
+    Click context's `obj`: the temporary Prefect server (None when none was needed)."""
+
+    api: TemporaryApi | None = None
+
+
+def _temporary_api(ctx: typer.Context) -> TemporaryApi | None:
+    """The server `cli.main` launched for this command, or one launched now (`app()` called
+    directly, as the tests do); it boots while the flow's modules load."""
+    if isinstance(ctx.obj, StartedEarly) and ctx.obj.api is not None:
+        return ctx.obj.api
+    return start_temporary_api()
 
 
 def _local_or_given(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,6 +212,7 @@ def _quiet_prefect() -> None:
 @app.command()
 @with_settings_options()
 def run(
+    ctx: typer.Context,
     source: str = typer.Argument(
         ...,
         help="Folder (images/+masks/, or name+name_mask) or manifest (.csv/.jsonl); a folder "
@@ -206,7 +223,7 @@ def run(
 ) -> None:
     """Inpaint a folder or manifest; writes results, report.csv/.parquet and index.html to OUT."""
     settings = settings_from_options(source, options, **_local_or_given(options))
-    api = start_temporary_api()  # boots while the flow's modules load
+    api = _temporary_api(ctx)
     from flows.inpaint_batch import inpaint_batch
 
     ok = _run_flow(
@@ -276,6 +293,7 @@ def masks_cmd(
 
 @app.command("rerun-failed")
 def rerun_failed_cmd(
+    ctx: typer.Context,
     report: str = typer.Argument(
         ..., help="The report.csv (or .parquet) of an earlier run; it may be in a bucket."
     ),
@@ -291,7 +309,7 @@ def rerun_failed_cmd(
     Every setting of the batch is the one saved beside the report (batch.json)."""
     if not is_remote(report) and not Path(report).is_file():
         raise typer.BadParameter(f"{report} does not exist: pass the report.csv of an earlier run.")
-    api = start_temporary_api()  # boots while the flow's modules load
+    api = _temporary_api(ctx)
     from flows.inpaint_batch import rerun_failed
 
     ok = _run_flow(
@@ -534,34 +552,3 @@ def _mount_local_api() -> None:
 
 
 _mount_local_api()
-
-
-def main() -> None:
-    """The `inpaint-flows` command as its own process: `app()`, then a prompt exit.
-
-    After a batch, the interpreter's own tear-down (freeing every object of the ~2,000 modules
-    Prefect, pandas and SQLAlchemy bring) took 1.6-2.4 s on the 2-core machine, after every file
-    was written and every exit handler had run: a wait for nothing, at the end of every run.
-    So once the command is done, this does what the interpreter's exit does first, in its
-    order: join the non-daemon threads and run their exit hooks (Prefect drains its log and
-    event services there), run the exit handlers (the temporary server's stop, logging's
-    flush), flush stdout and stderr; then the process ends with `os._exit`, skipping only the
-    tear-down. Every file a command writes is closed (and, where promised, fsynced) before it
-    returns. An exit with a message takes the normal exit. `app()` itself, as the tests call
-    it, is unchanged.
-    """
-    try:
-        app()
-        code: object = 0
-    except SystemExit as exc:
-        code = exc.code
-    if code is None:
-        code = 0
-    if not isinstance(code, int):
-        raise SystemExit(code)
-    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter calls at exit
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)

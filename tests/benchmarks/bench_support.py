@@ -508,7 +508,7 @@ def run_cli(
     wall_start = time.time()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from cli.app import main; main()", *args],
+            [sys.executable, "-c", "from cli.main import main; main()", *args],
             env=env,
             cwd=cwd,
             stdout=out,

@@ -107,7 +107,7 @@ def test_the_prompt_exit_keeps_the_exit_code_output_and_exit_handlers(
     """`main()` ends the process with `os._exit`: what a normal exit does must still happen."""
     program = (
         "import atexit; atexit.register(print, 'exit handler ran', flush=False); "
-        "from cli.app import main; main()"
+        "from cli.main import main; main()"
     )
     result = subprocess.run(
         [sys.executable, "-c", program, *args],

@@ -6,6 +6,7 @@ less memory, leaves no server process behind, and prints no dashboard link that 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -16,7 +17,8 @@ import psutil
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from cli.prefect_api import TemporaryApi, start_temporary_api
+from cli.main import runs_a_flow
+from cli.prefect_api import TemporaryApi, server_defaults, start_temporary_api
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import report_rows, tiny_batch
@@ -52,6 +54,34 @@ def test_no_server_is_started_when_the_environment_names_an_api(
     assert start_temporary_api() is None
 
 
+@pytest.mark.parametrize(
+    ("args", "launched"),
+    [
+        (["run", "photos", "--out", "out"], True),
+        (["rerun-failed", "out/report.csv"], True),
+        (["run", "--help"], False),
+        (["check", "photos"], False),
+        (["local-api"], False),
+        ([], False),
+    ],
+)
+def test_the_server_is_launched_first_only_for_commands_that_run_a_flow(
+    args: list[str], launched: bool
+) -> None:
+    assert runs_a_flow(args) is launched
+
+
+def test_the_server_skips_what_a_one_command_server_does_not_need() -> None:
+    defaults = server_defaults({})
+    assert defaults["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false"
+    assert defaults["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "false"
+    # A user who asks for block registration (under either name) gets Prefect's memo too.
+    for name in ("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", "PREFECT_API_BLOCKS_REGISTER_ON_START"):
+        asked = server_defaults({name: "true"})
+        assert not any("BLOCK" in key for key in asked)
+        assert asked["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "false"
+
+
 def test_a_server_that_exits_early_is_an_error_that_says_what_to_do() -> None:
     failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
     failing.wait()
@@ -74,12 +104,15 @@ def test_run_with_nothing_configured_finishes_and_leaves_no_server(tmp_path: Pat
             text=True,
         )
         watched = psutil.Process(proc.pid)
-        children: set[int] = set()
+        children: dict[int, str] = {}
         while proc.poll() is None:
             try:
-                children |= {c.pid for c in watched.children(recursive=True)}
+                listed = watched.children(recursive=True)
             except psutil.Error:
                 break
+            for child in listed:
+                with contextlib.suppress(psutil.Error):  # it may have exited meanwhile
+                    children.setdefault(child.pid, " ".join(child.cmdline()))
             time.sleep(0.05)  # sampling the process tree, not waiting a fixed time
         _, stderr = proc.communicate(timeout=300)
 
@@ -88,5 +121,6 @@ def test_run_with_nothing_configured_finishes_and_leaves_no_server(tmp_path: Pat
     assert "Traceback" not in stderr
     assert "View at http" not in stderr  # no link to a UI this server does not serve
     assert "Starting temporary server" not in stderr  # Prefect did not start a second one
-    assert children, "the CLI started its temporary Prefect server"
+    servers = [cmd for cmd in children.values() if "prefect.server.api.server" in cmd]
+    assert len(servers) == 1, children  # the one launched first, handed to the command
     assert not any(psutil.pid_exists(pid) for pid in children), "a server was left running"
