@@ -38,6 +38,7 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    RowMapping,
     String,
     Table,
     Text,
@@ -247,15 +248,22 @@ class Ledger:
                         found[entry.job_key] = entry
         return found
 
-    async def put(self, entry: LedgerEntry) -> LedgerEntry:
-        """Record `entry`; only while this run holds the job's claim (else ClaimLostError)."""
+    async def put(self, entry: LedgerEntry, *, release: bool = False) -> LedgerEntry:
+        """Record `entry`; only while this run holds the job's claim (else ClaimLostError).
+
+        `release`: the job is final, so its claim is given up in the same write (one
+        transaction per job fewer than a separate release).
+        """
         if entry.job_key not in self._held:
             raise ClaimLostError(f"{entry.name}: this run holds no claim on the job to record it.")
+        claim: dict[str, Any] = (
+            dict(_NO_CLAIM) if release else {"lease_expires": db_now() + self.lease_s}
+        )
         async with self._writing(f"record {entry.name}") as conn:
             result = await conn.execute(
                 update(jobs)
                 .where(jobs.c.job_key == entry.job_key, jobs.c.holder == self.holder.id)
-                .values(**entry_row(entry), lease_expires=db_now() + self.lease_s)
+                .values(**entry_row(entry), **claim)
             )
             if result.rowcount != 1:
                 view = await self._view(conn, entry.job_key)
@@ -269,6 +277,8 @@ class Ledger:
                     + (f"; its last task id here was {entry.task_id}" if entry.task_id else "")
                     + ". Run the batch again to collect it."
                 )
+        if release:
+            self._held.discard(entry.job_key)
         return entry
 
     def outputs_intact(
@@ -291,16 +301,22 @@ class Ledger:
 
     # -- claims ----------------------------------------------------------------------------
     @asynccontextmanager
-    async def claim(self, job_key: str, name: str) -> AsyncIterator[None]:
-        """Hold the job's claim for the block, waiting while another live run holds it."""
+    async def claim(self, job_key: str, name: str) -> AsyncIterator[LedgerEntry | None]:
+        """Hold the job's claim for the block, waiting while another live run holds it.
+
+        Yields the job's entry as the claim found it (None: nothing recorded yet), read in the
+        claim's own transaction. A `put(..., release=True)` inside the block gives the claim
+        up early; else it is released when the block ends.
+        """
         await self._ready_for_use()
-        await self._acquire(job_key, name)
+        stored = await self._acquire(job_key, name)
         self._held.add(job_key)
         try:
-            yield
+            yield stored
         finally:
-            self._held.discard(job_key)
-            await self._release(job_key)
+            if job_key in self._held:
+                self._held.discard(job_key)
+                await self._release(job_key)
 
     async def claim_of(self, job_key: str) -> ClaimView | None:
         """Who holds the job's claim now (None: no row for the job)."""
@@ -309,16 +325,18 @@ class Ledger:
         async with self._reading("read a claim") as conn:
             return await self._view(conn, job_key)
 
-    async def _acquire(self, job_key: str, name: str) -> None:
+    async def _acquire(self, job_key: str, name: str) -> LedgerEntry | None:
+        """Claim the job (waiting while another live run holds it); its entry as claimed."""
         pause = min(0.05, self.wait_poll_s)
         takeover: str | None = None  # a holder seen dead on this machine
         waited = False
         while True:
             async with self._writing(f"claim {name}") as conn:
-                if await self._try_claim(conn, job_key, name, takeover):
+                claimed = await self._try_claim(conn, job_key, name, takeover)
+                if claimed is not None:
                     if waited:
                         logger.info("%s: the other run released it; this run goes on", name)
-                    return
+                    return entry_from_row(claimed)
                 view = await self._view(conn, job_key)
             if view is None or view.holder is None:
                 continue  # released between the two statements
@@ -339,7 +357,8 @@ class Ledger:
 
     async def _try_claim(
         self, conn: AsyncConnection, job_key: str, name: str, takeover: str | None
-    ) -> bool:
+    ) -> RowMapping | None:
+        """The claimed row (its entry's columns), or None while another run holds it."""
         now = db_now()
         insert = self._insert(jobs).values(
             job_key=job_key,
@@ -365,8 +384,8 @@ class Ledger:
                 "lease_expires": excluded.lease_expires,
             },
             where=free,
-        ).returning(jobs.c.job_key)
-        return (await conn.execute(statement)).first() is not None
+        ).returning(*(jobs.c[column] for column in ENTRY_COLUMNS))
+        return (await conn.execute(statement)).mappings().first()
 
     async def _view(self, conn: AsyncConnection, job_key: str) -> ClaimView | None:
         query = select(

@@ -146,17 +146,23 @@ class JobRunner:
             status=status, reason=reason, message=message, api=self.api, shared_task=shared_task
         )
 
-    async def _save(self, record: JobRecord, **changes: object) -> JobRecord:
-        """`record` with its store entry changed by `changes` (validated) and written."""
+    async def _save(
+        self, record: JobRecord, *, final: bool = False, **changes: object
+    ) -> JobRecord:
+        """`record` with its store entry changed by `changes` (validated) and written.
+
+        `final`: the job ends with this write, which also gives up its claim.
+        """
         entry = _entry(record).evolve(**changes)
         self._unsaved.pop(entry.job_key, None)
-        return record.evolve(entry=await self.ledger.put(entry))
+        return record.evolve(entry=await self.ledger.put(entry, release=final))
 
-    async def _load(self, record: JobRecord) -> JobRecord:
-        """`record` with its latest store entry: unsaved in memory, stored, or a new one."""
+    async def _load(self, record: JobRecord, stored: LedgerEntry | None = None) -> JobRecord:
+        """`record` with its latest store entry: unsaved in memory, `stored` (as the claim read
+        it), read now, or a new one."""
         assert record.prepared is not None
         key = record.prepared.job_key
-        entry = self._unsaved.pop(key, None)
+        entry = self._unsaved.pop(key, None) or stored
         if entry is None:
             entry = await self.ledger.get(key)
         if entry is None:
@@ -170,7 +176,7 @@ class JobRunner:
                 record, JobStatus.NOT_SUBMITTED, reason=exc.reason, message=exc.message
             )
         record = await self._save(
-            record, finished_at=utc_now(), reason=exc.reason, message=exc.message
+            record, final=True, finished_at=utc_now(), reason=exc.reason, message=exc.message
         )
         return self._finish(record, JobStatus.FAILED, reason=exc.reason, message=exc.message)
 
@@ -184,8 +190,8 @@ class JobRunner:
         key = record.prepared.job_key
         async with self.locks(key):
             try:
-                async with self.ledger.claim(key, record.job.name):
-                    loaded = await self._load(record)
+                async with self.ledger.claim(key, record.job.name) as stored:
+                    loaded = await self._load(record, stored)
                     try:
                         return await self._advance(loaded)
                     except StoreError:
@@ -399,6 +405,7 @@ class JobRunner:
             index += 1
         record = await self._save(
             record,
+            final=True,
             state="succeeded",
             finished_at=utc_now(),
             outputs=tuple(outputs),

@@ -96,6 +96,26 @@ async def test_entries_round_trip_and_unknown_keys_are_none(location: StoreLocat
         assert await later.get_many([KEY, "cd" + "0" * 62]) == {KEY: entry}
 
 
+async def test_a_claim_yields_the_entry_it_found_and_a_final_write_releases_it(
+    location: StoreLocation,
+) -> None:
+    entry = LedgerEntry(job_key=KEY, name="a.png", state="submitted", task_id="t-1", submits=1)
+    async with Ledger.open(location) as ledger:
+        async with ledger.claim(KEY, "a.png") as found:
+            assert found is None  # nothing recorded yet
+            await ledger.put(entry)
+        async with ledger.claim(KEY, "a.png") as found:
+            assert found == entry  # read in the claim's own transaction
+            done = entry.evolve(state="succeeded", outputs=("a.png",))
+            await ledger.put(done, release=True)
+            view = await ledger.claim_of(KEY)
+            assert view is not None and view.holder is None  # free before the block ends
+            with pytest.raises(ClaimLostError, match="holds no claim"):
+                await ledger.put(done)  # nothing more is written once released
+    async with Ledger.open(location) as later:
+        assert await later.get(KEY) == done
+
+
 def test_every_entry_field_has_its_column() -> None:
     assert set(ENTRY_COLUMNS) <= set(jobs.c.keys())
 
