@@ -83,6 +83,10 @@ class TemporaryApi:
             self.stop()
             yield None
             return
+        with contextlib.suppress(ImportError):
+            # What creating the flow run imports first (Prefect encodes the parameters with
+            # FastAPI's encoder, ~0.3 s): imported while the server still boots, not after.
+            import fastapi.encoders  # noqa: F401
         self.wait_ready(float(settings.server.ephemeral.startup_timeout_seconds))
         # No dashboard link: like Prefect's own temporary server, this one serves no UI.
         with temporary_settings(updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: ""}):
