@@ -45,6 +45,8 @@ _STOP_TIMEOUT_S = 5.0  # as Prefect waits for its own
 #   (prefect-aws: boto3). The memo is off too: its check is that same import.
 # - Automations (the triggers and actions services) need a server that outlives the command.
 _SERVER_DEFAULTS = {
+    # This machine may be offline: no telemetry attempts (each one logs an error line).
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
     "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
     "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",

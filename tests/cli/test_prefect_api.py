@@ -75,6 +75,7 @@ def test_the_server_skips_what_a_one_command_server_does_not_need() -> None:
     defaults = server_defaults({})
     assert defaults["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false"
     assert defaults["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "false"
+    assert defaults["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     # A user who asks for block registration (under either name) gets Prefect's memo too.
     for name in ("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", "PREFECT_API_BLOCKS_REGISTER_ON_START"):
         asked = server_defaults({name: "true"})
@@ -89,6 +90,13 @@ def test_a_server_that_exits_early_is_an_error_that_says_what_to_do() -> None:
         TemporaryApi(port=1, process=failing).wait_ready(5)
 
 
+def users_shell(home: Path) -> dict[str, str]:
+    """A user's environment: no Prefect setting at all (no API URL, analytics not turned off)."""
+    env = clean_env(PREFECT_HOME=str(home))
+    del env["PREFECT_SERVER_ANALYTICS_ENABLED"]
+    return env
+
+
 def test_run_with_nothing_configured_finishes_and_leaves_no_server(tmp_path: Path) -> None:
     source = tiny_batch(tmp_path / "in", 3)
     out = tmp_path / "out"
@@ -98,7 +106,7 @@ def test_run_with_nothing_configured_finishes_and_leaves_no_server(tmp_path: Pat
                 *(INPAINT_FLOWS, "run", str(source), "--out", str(out)),
                 *("--base-url", server.base_url, "--ipm", "100000", "--no-check-names"),
             ],
-            env=clean_env(PREFECT_HOME=str(tmp_path / "prefect-home")),  # no PREFECT_API_URL
+            env=users_shell(tmp_path / "prefect-home"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -121,6 +129,7 @@ def test_run_with_nothing_configured_finishes_and_leaves_no_server(tmp_path: Pat
     assert "Traceback" not in stderr
     assert "View at http" not in stderr  # no link to a UI this server does not serve
     assert "Starting temporary server" not in stderr  # Prefect did not start a second one
+    assert "telemetry" not in stderr  # the server was launched with analytics off (offline)
     servers = [cmd for cmd in children.values() if "prefect.server.api.server" in cmd]
     assert len(servers) == 1, children  # the one launched first, handed to the command
     assert not any(psutil.pid_exists(pid) for pid in children), "a server was left running"
