@@ -32,7 +32,13 @@ from inpaint_flows.canary import (
     pick_canary,
 )
 from inpaint_flows.check import with_name_problems
-from inpaint_flows.chunking import chunk_label, chunk_size_for, chunked, chunks_open_for
+from inpaint_flows.chunking import (
+    chunk_label,
+    chunk_size_for,
+    chunked,
+    chunks_open_for,
+    chunks_to_fill,
+)
 from inpaint_flows.containment import crashed_chunk_outcomes
 from inpaint_flows.deployments import SHARD_DEPLOYMENT
 from inpaint_flows.endpoint import resolve_endpoint
@@ -86,18 +92,23 @@ async def _inpaint(
     *,
     size: int,
     lanes: asyncio.Semaphore,
+    checks: asyncio.Semaphore,
     live: LiveProgress,
     finisher: JobFinisher,
 ) -> list[JobOutcome]:
-    """Every job's report row: chunks of `size` jobs, `lanes` chunks open at once; `finisher`
-    makes each job's gallery thumbnails as it starts and ends."""
+    """Every job's report row: chunks of `size` jobs, `lanes` chunks open at once, `checks` of
+    them loading and validating at once; `finisher` makes each job's gallery thumbnails as it
+    starts and ends."""
     logger = get_run_logger()
     chunks = chunked(jobs, size)
 
     async def run_chunk(index: int, chunk: list[Job]) -> list[JobOutcome]:
         label = chunk_label(index, len(chunks), [job.name for job in chunk])
         async with lanes:
-            records = await load_and_validate(_unwalked(chunk), label)
+            # No more chunks checked at once than fill the gate: at the start, the first submit
+            # waits for the first chunk's checks alone, not for three chunks' sharing the CPU.
+            async with checks:
+                records = await load_and_validate(_unwalked(chunk), label)
             records = await inpaint_jobs(
                 _unwalked(records), _unwalked(run), label, _unwalked(finisher)
             )
@@ -246,6 +257,7 @@ async def _run_here(
         images_per_minute=settings.images_per_minute,
     )
     lanes = asyncio.Semaphore(chunks_open_for(settings.max_in_flight, size))
+    checks = asyncio.Semaphore(chunks_to_fill(settings.max_in_flight, size))
     verdict: Verdict | None = None
 
     # Other runs may work in the same folder at once: each job is claimed in the job store
@@ -276,12 +288,18 @@ async def _run_here(
             canary, rest = pick_canary(jobs, settings.canary)
             if not canary:
                 outcomes = await _inpaint(
-                    jobs, run, size=size, lanes=lanes, live=live, finisher=finisher
+                    jobs, run, size=size, lanes=lanes, checks=checks, live=live, finisher=finisher
                 )
             else:
                 logger.info("Canary: %d of %d jobs first", len(canary), len(jobs))
                 inpaint = functools.partial(
-                    _inpaint, run=run, size=size, lanes=lanes, live=live, finisher=finisher
+                    _inpaint,
+                    run=run,
+                    size=size,
+                    lanes=lanes,
+                    checks=checks,
+                    live=live,
+                    finisher=finisher,
                 )
                 outcomes, verdict, settings = await _with_canary(
                     canary, rest, settings, inpaint, find_jobs, checked, run, live

@@ -66,9 +66,14 @@ def chunk_size_for(
     return max(1, by_count, by_rate)
 
 
+def chunks_to_fill(max_in_flight: int, size: int) -> int:
+    """How many chunks hold as many jobs as can be in flight at once."""
+    return math.ceil(max(1, max_in_flight) / max(1, size))
+
+
 def chunks_open_for(max_in_flight: int, size: int) -> int:
     """How many chunks run at once: enough that jobs wait for every slot the gate frees."""
-    return 2 * math.ceil(max(1, max_in_flight) / max(1, size)) + 1
+    return 2 * chunks_to_fill(max_in_flight, size) + 1
 
 
 def chunked(items: Sequence[T], size: int) -> list[list[T]]:
