@@ -34,6 +34,10 @@ from pathlib import Path
 import httpx
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+# Prefect gives its temporary server 20 s. A busy 2-core machine took 21-33 s to boot it (a
+# batch failed before its first image over that); the wait stops at once if the server exits,
+# so only a hung server waits this long. A value set in the environment is used as it is.
+MIN_STARTUP_TIMEOUT_S = 120.0
 _PORT_IN_USE = 3  # uvicorn's exit code when it cannot bind
 _STOP_TIMEOUT_S = 5.0  # as Prefect waits for its own
 
@@ -89,7 +93,7 @@ class TemporaryApi:
             # What creating the flow run imports first (Prefect encodes the parameters with
             # FastAPI's encoder, ~0.3 s): imported while the server still boots, not after.
             import fastapi.encoders  # noqa: F401
-        self.wait_ready(float(settings.server.ephemeral.startup_timeout_seconds))
+        self.wait_ready(startup_timeout(settings.server.ephemeral.startup_timeout_seconds))
         # No dashboard link: like Prefect's own temporary server, this one serves no UI.
         with temporary_settings(updates={PREFECT_API_URL: self.url, PREFECT_UI_URL: ""}):
             yield self.url
@@ -181,3 +185,11 @@ def server_defaults(environ: Mapping[str, str]) -> dict[str, str]:
     if any(name in environ for name in _REGISTER_ALIASES):
         return {k: v for k, v in _SERVER_DEFAULTS.items() if "BLOCK" not in k}
     return dict(_SERVER_DEFAULTS)
+
+
+def startup_timeout(configured: float, environ: Mapping[str, str] = os.environ) -> float:
+    """Seconds to wait for the server: `configured` when the environment sets it, else at
+    least `MIN_STARTUP_TIMEOUT_S`."""
+    if environ.get(STARTUP_TIMEOUT_ENV, "").strip():
+        return float(configured)
+    return max(float(configured), MIN_STARTUP_TIMEOUT_S)

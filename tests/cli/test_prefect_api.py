@@ -18,7 +18,13 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from cli.main import runs_a_flow
-from cli.prefect_api import TemporaryApi, server_defaults, start_temporary_api
+from cli.prefect_api import (
+    STARTUP_TIMEOUT_ENV,
+    TemporaryApi,
+    server_defaults,
+    start_temporary_api,
+    startup_timeout,
+)
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import report_rows, tiny_batch
@@ -81,6 +87,12 @@ def test_the_server_skips_what_a_one_command_server_does_not_need() -> None:
         asked = server_defaults({name: "true"})
         assert not any("BLOCK" in key for key in asked)
         assert asked["PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "false"
+
+
+def test_a_busy_machine_gets_longer_than_prefects_20_s_unless_the_user_says() -> None:
+    assert startup_timeout(20, {}) == 120
+    assert startup_timeout(300, {}) == 300
+    assert startup_timeout(20, {STARTUP_TIMEOUT_ENV: "20"}) == 20
 
 
 def test_a_server_that_exits_early_is_an_error_that_says_what_to_do() -> None:
