@@ -3,7 +3,9 @@ heartbeats stop, and a rerun finishes the batch without paying again for submitt
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import httpx
 import psutil
 import pytest
 
+from inpaint_flows.store_location import SQLITE_FILE
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
 from tests.benchmarks.bench_support import report_rows
@@ -59,6 +62,19 @@ def crash_detection(prefect_server: PrefectServer) -> Iterator[None]:
         prefect_server.api("DELETE", f"/automations/{automation['id']}")
 
 
+def recorded_task_ids(out: Path) -> int:
+    """How many jobs the run's store records as submitted with their task id."""
+    store = out / ".inpaint-state" / SQLITE_FILE
+    if not store.is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        try:
+            query = "SELECT count(*) FROM inpaint_jobs WHERE state = 'submitted' AND task_id != ''"
+            return int(db.execute(query).fetchone()[0])
+        except sqlite3.OperationalError:  # its tables are not made yet
+            return 0
+
+
 @pytest.mark.usefixtures("crash_detection")
 def test_a_dead_worker_run_is_marked_crashed_and_a_rerun_pays_nothing_twice(
     prefect_server: PrefectServer, tmp_path: Path
@@ -85,9 +101,14 @@ def test_a_dead_worker_run_is_marked_crashed_and_a_rerun_pays_nothing_twice(
                 stderr=subprocess.STDOUT,
             )
         try:
+            # Paid at the server *and* recorded by the run: killed between the two, a job's
+            # outcome is unknown to the run and is knowingly submitted again (README).
             wait_for(
-                "every task submitted (paid) and held in flight",
-                lambda: job_counts(api).total_submits == JOBS,
+                "every task submitted (paid), recorded and held in flight",
+                lambda: (
+                    job_counts(api).total_submits == JOBS
+                    and recorded_task_ids(tmp_path / "out") == JOBS
+                ),
                 timeout=180,
             )
         finally:
