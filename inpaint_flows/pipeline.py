@@ -157,17 +157,21 @@ class JobRunner:
         self._unsaved.pop(entry.job_key, None)
         return record.evolve(entry=await self.ledger.put(entry, release=final))
 
-    async def _load(self, record: JobRecord, stored: LedgerEntry | None = None) -> JobRecord:
-        """`record` with its latest store entry: unsaved in memory, `stored` (as the claim read
-        it), read now, or a new one."""
+    def _with_entry(self, record: JobRecord, stored: LedgerEntry | None) -> JobRecord:
+        """`record` with its latest store entry: unsaved in memory, else `stored`, else new."""
         assert record.prepared is not None
         key = record.prepared.job_key
         entry = self._unsaved.pop(key, None) or stored
         if entry is None:
-            entry = await self.ledger.get(key)
-        if entry is None:
             entry = LedgerEntry(job_key=key, name=record.job.name, state="needs-submit")
         return record.evolve(entry=entry)
+
+    async def _load(self, record: JobRecord) -> JobRecord:
+        """`record` with its latest store entry, read from the store unless unsaved in memory."""
+        assert record.prepared is not None
+        key = record.prepared.job_key
+        stored = None if key in self._unsaved else await self.ledger.get(key)
+        return self._with_entry(record, stored)
 
     async def _fail(self, record: JobRecord, exc: NovitaError | InputError) -> JobRecord:
         record = await self._load(record)
@@ -191,7 +195,7 @@ class JobRunner:
         async with self.locks(key):
             try:
                 async with self.ledger.claim(key, record.job.name) as stored:
-                    loaded = await self._load(record, stored)
+                    loaded = self._with_entry(record, stored)  # as the claim read it
                     try:
                         return await self._advance(loaded)
                     except StoreError:
