@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.options import RUN_ONLY, settings_from_options, with_settings_options
-from cli.prefect_api import TemporaryApi, start_temporary_api
+from cli.prefect_api import ANALYTICS_OFF, TemporaryApi, start_temporary_api
 from inpaint_flows import canary, progress
 from inpaint_flows.client import DEFAULT_BASE_URL
 from inpaint_flows.interrupts import heed_sigint
@@ -205,7 +205,8 @@ def _run_flow(
 def _quiet_prefect() -> None:
     """Runs before any command: this machine may be offline, so no telemetry attempts; and
     image-sized buffers go back to the OS as they are freed (memory stays flat in a batch)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    for key, value in ANALYTICS_OFF.items():
+        os.environ.setdefault(key, value)
     release_large_buffers()
 
 

@@ -48,13 +48,14 @@ _STOP_TIMEOUT_S = 5.0  # as Prefect waits for its own
 #   registering, or even hashing, every installed collection's at each start imports them all
 #   (prefect-aws: boto3). The memo is off too: its check is that same import.
 # - Automations (the triggers and actions services) need a server that outlives the command.
-_SERVER_DEFAULTS = {
-    # This machine may be offline: no telemetry attempts (each one logs an error line).
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+# This machine may be offline: no telemetry attempts (each one logs an error line). The CLI's
+# own process takes it too (`cli.app`), for a server Prefect would start itself.
+ANALYTICS_OFF = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+_BLOCK_DEFAULTS = {
     "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
     "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
 }
+_SERVER_DEFAULTS = {**ANALYTICS_OFF, "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false"}
 # Other names of the registration setting: one set by the user keeps Prefect's memo as well.
 _REGISTER_ALIASES = (
     "PREFECT_SERVER_REGISTER_BLOCKS_ON_START",
@@ -181,10 +182,10 @@ def _launch(port: int) -> subprocess.Popen[bytes]:
 
 
 def server_defaults(environ: Mapping[str, str]) -> dict[str, str]:
-    """`_SERVER_DEFAULTS`, minus the block settings when `environ` asks about registration."""
+    """The defaults, without the block settings when `environ` asks about registration."""
     if any(name in environ for name in _REGISTER_ALIASES):
-        return {k: v for k, v in _SERVER_DEFAULTS.items() if "BLOCK" not in k}
-    return dict(_SERVER_DEFAULTS)
+        return dict(_SERVER_DEFAULTS)
+    return {**_SERVER_DEFAULTS, **_BLOCK_DEFAULTS}
 
 
 def startup_timeout(configured: float, environ: Mapping[str, str] = os.environ) -> float:
