@@ -77,6 +77,16 @@ def test_the_server_is_launched_first_only_for_commands_that_run_a_flow(
     assert runs_a_flow(args) is launched
 
 
+def test_the_commands_launched_early_are_commands_of_the_cli() -> None:
+    import typer.main
+
+    from cli.app import app
+    from cli.main import FLOW_COMMANDS
+
+    names = set(typer.main.get_group(app).commands)
+    assert names >= FLOW_COMMANDS, "cli.main names a command the CLI does not have"
+
+
 def test_the_server_skips_what_a_one_command_server_does_not_need() -> None:
     defaults = server_defaults({})
     assert defaults["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false"

@@ -3,9 +3,7 @@ heartbeats stop, and a rerun finishes the batch without paying again for submitt
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,11 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import sqlalchemy
+import sqlalchemy.exc
 
+from inpaint_flows.ledger import jobs
+from inpaint_flows.output_folder import STATE_DIR
 from inpaint_flows.store_location import SQLITE_FILE
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
@@ -64,15 +66,20 @@ def crash_detection(prefect_server: PrefectServer) -> Iterator[None]:
 
 def recorded_task_ids(out: Path) -> int:
     """How many jobs the run's store records as submitted with their task id."""
-    store = out / ".inpaint-state" / SQLITE_FILE
+    store = out / STATE_DIR / SQLITE_FILE
     if not store.is_file():
         return 0
-    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
-        try:
-            query = "SELECT count(*) FROM inpaint_jobs WHERE state = 'submitted' AND task_id != ''"
-            return int(db.execute(query).fetchone()[0])
-        except sqlite3.OperationalError:  # its tables are not made yet
-            return 0
+    engine = sqlalchemy.create_engine(f"sqlite:///file:{store}?mode=ro&uri=true")
+    query = sqlalchemy.select(sqlalchemy.func.count()).where(
+        jobs.c.state == "submitted", jobs.c.task_id.is_not(None)
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+    except sqlalchemy.exc.OperationalError:  # its tables are not made yet
+        return 0
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.usefixtures("crash_detection")
