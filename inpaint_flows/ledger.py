@@ -27,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
+    Connection,
     Float,
     Integer,
     MetaData,
@@ -42,14 +44,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     or_,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -58,12 +61,14 @@ from inpaint_flows.holders import Holder, dead_here
 from inpaint_flows.ledger_entry import LedgerEntry, LedgerState, utc_now
 from inpaint_flows.ledger_json import json_ledger_files, read_json_entries
 from inpaint_flows.output_folder import OutputFolder
+from inpaint_flows.store_engine import StoreEngine
 from inpaint_flows.store_location import StoreLocation, scrub
 
 # The record lives in `ledger_entry`; callers import it from here with the ledger.
 __all__ = ["ClaimView", "Ledger", "LedgerEntry", "LedgerState", "utc_now"]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 LEASE_S = 30.0  # a dead run's claims lapse after this; renewed every third of it
 WAIT_POLL_S = 1.0  # how often, at most, a waiting run looks at a claim it waits for
@@ -162,7 +167,7 @@ class Ledger:
     them when closed.
 
     Args:
-        engine: The store's database (`StoreLocation.create_engine`).
+        engine: Runs the store's transactions (`StoreLocation.create_engine`).
         location: Which store it is, for messages (never with a password).
         holder: This run's identity as a claim holder.
         lease_s: Seconds a claim lives without renewal.
@@ -173,7 +178,7 @@ class Ledger:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        engine: StoreEngine,
         location: StoreLocation,
         *,
         holder: Holder,
@@ -239,13 +244,16 @@ class Ledger:
         found: dict[str, LedgerEntry] = {}
         if not await self._readable():
             return found
-        async with self._reading("read the ledger") as conn:
+
+        def read(conn: Connection) -> None:
             for start in range(0, len(keys), 500):
                 query = select(jobs).where(jobs.c.job_key.in_(keys[start : start + 500]))
-                for row in (await conn.execute(query)).mappings():
+                for row in conn.execute(query).mappings():
                     entry = entry_from_row(row)
                     if entry is not None:
                         found[entry.job_key] = entry
+
+        await self._transaction("read the ledger", read, read_only=True)
         return found
 
     async def put(self, entry: LedgerEntry, *, release: bool = False) -> LedgerEntry:
@@ -256,27 +264,27 @@ class Ledger:
         """
         if entry.job_key not in self._held:
             raise ClaimLostError(f"{entry.name}: this run holds no claim on the job to record it.")
-        claim: dict[str, Any] = (
-            dict(_NO_CLAIM) if release else {"lease_expires": db_now() + self.lease_s}
-        )
-        async with self._writing(f"record {entry.name}") as conn:
-            result = await conn.execute(
-                update(jobs)
-                .where(jobs.c.job_key == entry.job_key, jobs.c.holder == self.holder.id)
-                .values(**entry_row(entry), **claim)
+        values = {f"e_{column}": value for column, value in entry_row(entry).items()}
+        values.update(p_key=entry.job_key, p_holder=self.holder.id, p_lease_s=self.lease_s)
+        statement = _RECORD_AND_RELEASE if release else _RECORD
+
+        def write(conn: Connection) -> ClaimView | None:
+            if conn.execute(statement, values).rowcount == 1:
+                return None
+            return _view(conn, entry.job_key) or ClaimView(None, None, None, None)
+
+        lost = await self._transaction(f"record {entry.name}", write)
+        if lost is not None:
+            other = lost.label if lost.holder else None
+            raise ClaimLostError(
+                f"{entry.name}: this run no longer holds the job: "
+                + (f"another run ({other}) took it over" if other else "its claim is gone")
+                + f" after this run's lease ({self.lease_s:.0f} s) lapsed without a "
+                "renewal (a frozen or suspended process?). Nothing more was recorded or "
+                "sent for it by this run"
+                + (f"; its last task id here was {entry.task_id}" if entry.task_id else "")
+                + ". Run the batch again to collect it."
             )
-            if result.rowcount != 1:
-                view = await self._view(conn, entry.job_key)
-                other = view.label if view is not None and view.holder else None
-                raise ClaimLostError(
-                    f"{entry.name}: this run no longer holds the job: "
-                    + (f"another run ({other}) took it over" if other else "its claim is gone")
-                    + f" after this run's lease ({self.lease_s:.0f} s) lapsed without a "
-                    "renewal (a frozen or suspended process?). Nothing more was recorded or "
-                    "sent for it by this run"
-                    + (f"; its last task id here was {entry.task_id}" if entry.task_id else "")
-                    + ". Run the batch again to collect it."
-                )
         if release:
             self._held.discard(entry.job_key)
         return entry
@@ -322,8 +330,9 @@ class Ledger:
         """Who holds the job's claim now (None: no row for the job)."""
         if not await self._readable():
             return None
-        async with self._reading("read a claim") as conn:
-            return await self._view(conn, job_key)
+        return await self._transaction(
+            "read a claim", lambda conn: _view(conn, job_key), read_only=True
+        )
 
     async def _acquire(self, job_key: str, name: str) -> LedgerEntry | None:
         """Claim the job (waiting while another live run holds it); its entry as claimed."""
@@ -331,13 +340,24 @@ class Ledger:
         takeover: str | None = None  # a holder seen dead on this machine
         waited = False
         while True:
-            async with self._writing(f"claim {name}") as conn:
-                claimed = await self._try_claim(conn, job_key, name, takeover)
-                if claimed is not None:
-                    if waited:
-                        logger.info("%s: the other run released it; this run goes on", name)
-                    return entry_from_row(claimed)
-                view = await self._view(conn, job_key)
+            values = {
+                "p_key": job_key,
+                "p_name": name,
+                "p_holder": self.holder.id,
+                "p_label": self.holder.label,
+                "p_process": self.holder.process,
+                "p_lease_s": self.lease_s,
+                "p_takeover": takeover,
+            }
+            statement = _claim_statement(self.engine.dialect)
+            found = await self._transaction(
+                f"claim {name}", partial(_claim, statement, values, job_key)
+            )
+            if found is not None and not isinstance(found, ClaimView):
+                if waited:
+                    logger.info("%s: the other run released it; this run goes on", name)
+                return entry_from_row(found)
+            view = found
             if view is None or view.holder is None:
                 continue  # released between the two statements
             if dead_here(view.process) and takeover != view.holder:
@@ -355,58 +375,14 @@ class Ledger:
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, self.wait_poll_s)
 
-    async def _try_claim(
-        self, conn: AsyncConnection, job_key: str, name: str, takeover: str | None
-    ) -> RowMapping | None:
-        """The claimed row (its entry's columns), or None while another run holds it."""
-        now = db_now()
-        insert = self._insert(jobs).values(
-            job_key=job_key,
-            name=name,
-            holder=self.holder.id,
-            holder_label=self.holder.label,
-            holder_process=self.holder.process,
-            lease_expires=now + self.lease_s,
-        )
-        free = or_(
-            jobs.c.holder.is_(None),
-            jobs.c.holder == self.holder.id,
-            jobs.c.lease_expires < now,
-            *([jobs.c.holder == takeover] if takeover else []),
-        )
-        excluded = insert.excluded
-        statement = insert.on_conflict_do_update(
-            index_elements=[jobs.c.job_key],
-            set_={
-                "holder": excluded.holder,
-                "holder_label": excluded.holder_label,
-                "holder_process": excluded.holder_process,
-                "lease_expires": excluded.lease_expires,
-            },
-            where=free,
-        ).returning(*(jobs.c[column] for column in ENTRY_COLUMNS))
-        return (await conn.execute(statement)).mappings().first()
-
-    async def _view(self, conn: AsyncConnection, job_key: str) -> ClaimView | None:
-        query = select(
-            jobs.c.holder,
-            jobs.c.holder_label,
-            jobs.c.holder_process,
-            (jobs.c.lease_expires - db_now()).label("left"),
-        ).where(jobs.c.job_key == job_key)
-        row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return ClaimView(holder=row[0], label=row[1], process=row[2], expires_in_s=row[3])
-
     async def _release(self, job_key: str | None) -> None:
         """Give up one claim (or all of this run's); a failure only logs: the lease lapses."""
         where = [jobs.c.holder == self.holder.id]
         if job_key is not None:
             where.append(jobs.c.job_key == job_key)
         try:
-            async with self._writing("release a claim") as conn:
-                await conn.execute(update(jobs).where(*where).values(**_NO_CLAIM))
+            statement = update(jobs).where(*where).values(**_NO_CLAIM)
+            await self._transaction("release a claim", partial(_execute, statement))
         except StoreError as exc:
             logger.warning("%s It lapses in %.0f s by itself.", exc, self.lease_s)
 
@@ -416,12 +392,12 @@ class Ledger:
             if not self._held:
                 continue
             try:
-                async with self._writing("renew this run's claims") as conn:
-                    await conn.execute(
-                        update(jobs)
-                        .where(jobs.c.holder == self.holder.id)
-                        .values(lease_expires=db_now() + self.lease_s)
-                    )
+                statement = (
+                    update(jobs)
+                    .where(jobs.c.holder == self.holder.id)
+                    .values(lease_expires=db_now() + self.lease_s)
+                )
+                await self._transaction("renew this run's claims", partial(_execute, statement))
             except StoreError as exc:  # the next renewal may get through before the lease ends
                 logger.warning("%s", exc)
 
@@ -440,23 +416,24 @@ class Ledger:
                 self._ready = True
 
     async def _prepare(self) -> None:
-        async with self._writing("create its tables") as conn:
-            if self.engine.dialect.name == "postgresql":  # concurrent CREATE TABLEs collide
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
-                )
-            await conn.run_sync(metadata.create_all)
-            version = (
-                await conn.execute(select(store_meta.c.value).where(store_meta.c.key == "schema"))
+        def create(conn: Connection) -> str | None:
+            if conn.dialect.name == "postgresql":  # concurrent CREATE TABLEs collide
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            metadata.create_all(conn)
+            version = conn.execute(
+                select(store_meta.c.value).where(store_meta.c.key == "schema")
             ).scalar()
             if version is None:
-                await conn.execute(store_meta.insert().values(key="schema", value=SCHEMA_VERSION))
-            elif version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"The job store ({self.location.label}) was made by another release of "
-                    f"inpaint-flows (schema {version}; this release reads {SCHEMA_VERSION}). "
-                    "Use that release, or another --state-url / --state-dir."
-                )
+                conn.execute(store_meta.insert().values(key="schema", value=SCHEMA_VERSION))
+            return version
+
+        version = await self._transaction("create its tables", create)
+        if version is not None and version != SCHEMA_VERSION:
+            raise StoreError(
+                f"The job store ({self.location.label}) was made by another release of "
+                f"inpaint-flows (schema {version}; this release reads {SCHEMA_VERSION}). "
+                "Use that release, or another --state-url / --state-dir."
+            )
         if self.location.json_dir is not None:
             await self._import_json(self.location.json_dir)
 
@@ -465,53 +442,45 @@ class Ledger:
         if not json_ledger_files(folder):
             return 0
         marker = f"json-import:{folder.resolve()}"
-        async with self._reading("check for an imported JSON ledger") as conn:
-            query = select(store_meta.c.key).where(store_meta.c.key == marker)
-            if (await conn.execute(query)).first() is not None:
-                return 0
+        query = select(store_meta.c.key).where(store_meta.c.key == marker)
+        done = await self._transaction(
+            "check for an imported JSON ledger",
+            lambda conn: conn.execute(query).first() is not None,
+            read_only=True,
+        )
+        if done:
+            return 0
         entries = read_json_entries(folder)
-        async with self._writing("import the JSON ledger") as conn:
+
+        def import_entries(conn: Connection) -> None:
             for start in range(0, len(entries), _ROWS_PER_INSERT):
                 rows = [entry_row(e) for e in entries[start : start + _ROWS_PER_INSERT]]
-                insert = self._insert(jobs).values(rows)
+                insert = _insert(self.engine.dialect, jobs).values(rows)
                 # A row that only holds a claim takes the entry; a recorded one is newer.
-                await conn.execute(
+                conn.execute(
                     insert.on_conflict_do_update(
                         index_elements=[jobs.c.job_key],
                         set_={column: insert.excluded[column] for column in ENTRY_COLUMNS},
                         where=jobs.c.state.is_(None),
                     )
                 )
-            insert = self._insert(store_meta).values(
+            insert = _insert(self.engine.dialect, store_meta).values(
                 key=marker, value=f"{len(entries)} entries on {utc_now()}"
             )
-            await conn.execute(insert.on_conflict_do_nothing(index_elements=[store_meta.c.key]))
+            conn.execute(insert.on_conflict_do_nothing(index_elements=[store_meta.c.key]))
+
+        await self._transaction("import the JSON ledger", import_entries)
         logger.info("Imported %d job ledger entries from %s", len(entries), folder)
         return len(entries)
 
-    def _insert(self, table: Table) -> Any:
-        """An INSERT with ON CONFLICT for this database (both dialects spell it alike)."""
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(table)
-
-    @asynccontextmanager
-    async def _writing(self, what: str) -> AsyncIterator[AsyncConnection]:
-        """One transaction (SQLite: holding the write lock from its start)."""
+    async def _transaction(
+        self, what: str, work: Callable[[Connection], _T], *, read_only: bool = False
+    ) -> _T:
+        """`work` as one transaction: a write holds SQLite's write lock from its start; a
+        read-only one takes no lock and reads a snapshot. A database fault says what failed
+        (`what`) and what to do."""
         try:
-            async with self.engine.begin() as conn:
-                yield conn
-        except Exception as exc:
-            if _is_database_error(exc):
-                raise self._error(what, exc) from None
-            raise
-
-    @asynccontextmanager
-    async def _reading(self, what: str) -> AsyncIterator[AsyncConnection]:
-        """One read-only transaction (SQLite: no write lock, a snapshot)."""
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execution_options(ledger_read=True)
-                yield conn
+            return await self.engine.run(work, read_only=read_only)
         except Exception as exc:
             if _is_database_error(exc):
                 raise self._error(what, exc) from None
@@ -537,9 +506,86 @@ class Ledger:
         )
 
 
+# -- the statements of each job's claim and writes, built once (a batch runs them thousands of
+# times; building one cost more than running it); their values are bound by name.
+def _record_statement(claim: Mapping[str, Any]) -> Executable:
+    return (
+        update(jobs)
+        .where(jobs.c.job_key == bindparam("p_key"), jobs.c.holder == bindparam("p_holder"))
+        .values(**{column: bindparam(f"e_{column}") for column in ENTRY_COLUMNS}, **claim)
+    )
+
+
+_RECORD = _record_statement({"lease_expires": db_now() + bindparam("p_lease_s", type_=Float())})
+_RECORD_AND_RELEASE = _record_statement(_NO_CLAIM)
+
+
+@cache
+def _claim_statement(dialect: str) -> Executable:
+    """Claim a job: the claimed row (its entry's columns), or no row while another run holds
+    it. `p_takeover`: a holder seen dead on this machine, whose claim is taken (None: none)."""
+    now = db_now()
+    insert = _insert(dialect, jobs).values(
+        job_key=bindparam("p_key"),
+        name=bindparam("p_name"),
+        holder=bindparam("p_holder"),
+        holder_label=bindparam("p_label"),
+        holder_process=bindparam("p_process"),
+        lease_expires=now + bindparam("p_lease_s", type_=Float()),
+    )
+    free = or_(
+        jobs.c.holder.is_(None),
+        jobs.c.holder == bindparam("p_holder"),
+        jobs.c.lease_expires < now,
+        jobs.c.holder == bindparam("p_takeover"),  # `holder = NULL` is never true
+    )
+    excluded = insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=[jobs.c.job_key],
+        set_={
+            "holder": excluded.holder,
+            "holder_label": excluded.holder_label,
+            "holder_process": excluded.holder_process,
+            "lease_expires": excluded.lease_expires,
+        },
+        where=free,
+    ).returning(*(jobs.c[column] for column in ENTRY_COLUMNS))
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    """An INSERT with ON CONFLICT for this database (both dialects spell it alike)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+def _execute(statement: Executable, conn: Connection) -> None:
+    conn.execute(statement)
+
+
+def _claim(
+    statement: Executable, values: Mapping[str, Any], job_key: str, conn: Connection
+) -> RowMapping | ClaimView | None:
+    """The claimed row, else who holds the claim (None: the row went in between)."""
+    claimed = conn.execute(statement, values).mappings().first()
+    return claimed if claimed is not None else _view(conn, job_key)
+
+
+def _view(conn: Connection, job_key: str) -> ClaimView | None:
+    """Who holds the job's claim (None: no row for the job)."""
+    query = select(
+        jobs.c.holder,
+        jobs.c.holder_label,
+        jobs.c.holder_process,
+        (jobs.c.lease_expires - db_now()).label("left"),
+    ).where(jobs.c.job_key == job_key)
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return ClaimView(holder=row[0], label=row[1], process=row[2], expires_in_s=row[3])
+
+
 def _is_database_error(exc: BaseException) -> bool:
     """An error of the database or the way to it (not one of ours, not a cancellation)."""
     if isinstance(exc, OSError | TimeoutError):
         return True
     module = type(exc).__module__.split(".")[0]
-    return module in ("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite")
+    return module in ("sqlalchemy", "asyncpg", "sqlite3")

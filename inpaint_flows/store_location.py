@@ -11,8 +11,8 @@ the Prefect UI): give it in `PGPASSWORD` or `~/.pgpass`, or give the whole URL i
 `$INPAINT_STATE_URL`, which is read on the machine that runs the batch and stored nowhere. Every
 message names the database with its password replaced by `***`.
 
-Both databases are reached without blocking the event loop: aiosqlite (a thread per
-connection) and asyncpg, both installed with Prefect.
+Both databases are reached without blocking the event loop (`store_engine`): SQLite from a
+thread of its own, PostgreSQL with asyncpg.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from inpaint_flows.errors import ConfigError
+from inpaint_flows.store_engine import AsyncStoreEngine, StoreEngine, ThreadedStoreEngine
 
 STATE_URL_ENV = "INPAINT_STATE_URL"
 SQLITE_FILE = "jobs.sqlite3"
@@ -44,14 +45,15 @@ _DRIVERS: dict[str, Dialect] = {
     "sqlite": "sqlite",
     "sqlite+aiosqlite": "sqlite",
 }
-_ASYNC_DRIVER: dict[Dialect, str] = {
+_DRIVER: dict[Dialect, str] = {  # what reaches each (`create_engine`)
     "postgresql": "postgresql+asyncpg",
-    "sqlite": "sqlite+aiosqlite",
+    "sqlite": "sqlite",  # the standard sqlite3 module
 }
 
 
 def parse_state_url(text: str) -> URL:
-    """`text` as a database URL with its async driver; ValueError (never echoing it) if not."""
+    """`text` as a database URL with the driver used for it; ValueError (never echoing it) if
+    not."""
     try:
         url = make_url(text.strip())
     except ArgumentError:
@@ -69,7 +71,7 @@ def parse_state_url(text: str) -> URL:
         raise ValueError("an SQLite job store needs a file: sqlite:///PATH/TO/FILE")
     if dialect == "postgresql" and not url.database:
         raise ValueError("name the database: postgresql://USER@HOST[:PORT]/DATABASE")
-    return url.set(drivername=_ASYNC_DRIVER[dialect])
+    return url.set(drivername=_DRIVER[dialect])
 
 
 def redacted(url: URL) -> str:
@@ -86,8 +88,8 @@ def scrub(text: str, url: URL) -> str:
 
 @dataclass(frozen=True)
 class StoreLocation:
-    """One job store: its URL (with the async driver) and the state folder whose JSON ledger an
-    older release may have left there (imported on first use)."""
+    """One job store: its URL (with the driver used for it) and the state folder whose JSON
+    ledger an older release may have left there (imported on first use)."""
 
     url: URL
     json_dir: Path | None = None
@@ -95,7 +97,7 @@ class StoreLocation:
     @classmethod
     def sqlite(cls, state_dir: str | Path) -> StoreLocation:
         folder = Path(state_dir)
-        url = URL.create("sqlite+aiosqlite", database=str(folder / SQLITE_FILE))
+        url = URL.create(_DRIVER["sqlite"], database=str(folder / SQLITE_FILE))
         return cls(url=url, json_dir=folder)
 
     @classmethod
@@ -135,8 +137,9 @@ class StoreLocation:
         if self.dialect == "sqlite":
             Path(str(self.url.database)).parent.mkdir(parents=True, exist_ok=True)
 
-    def create_engine(self) -> AsyncEngine:
-        """An engine for this store; SQLite gets WAL, fsynced commits and explicit BEGINs."""
+    def create_engine(self) -> StoreEngine:
+        """The engine that runs this store's transactions (`store_engine`); SQLite gets WAL,
+        fsynced commits and explicit BEGINs."""
         if self.dialect == "postgresql":
             if importlib.util.find_spec("asyncpg") is None:  # an optional part: say how to add it
                 raise ConfigError(
@@ -146,21 +149,23 @@ class StoreLocation:
                 )
             # Every statement is short; a run's jobs queue for the few connections (a long
             # queue is many jobs at once, not a fault: no pool timeout to speak of).
-            return create_async_engine(
-                self.url, pool_pre_ping=True, pool_size=4, max_overflow=4, pool_timeout=3600
+            return AsyncStoreEngine(
+                create_async_engine(
+                    self.url, pool_pre_ping=True, pool_size=4, max_overflow=4, pool_timeout=3600
+                )
             )
-        # One connection per process: the run's coroutines queue for it instead of contending
-        # for SQLite's single write lock; other processes wait in SQLite's busy handler.
-        engine = create_async_engine(
+        # The standard sqlite3 module, in the store's own thread (`ThreadedStoreEngine`): one
+        # connection per process.
+        engine = create_engine(
             self.url,
             pool_size=1,
             max_overflow=0,
             pool_timeout=3600,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        return engine
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return ThreadedStoreEngine(engine)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,4 +1,5 @@
-"""What the benchmark runs in a child process: the real flow, or the minimal reference loop.
+"""What the benchmark runs in a child process: the real flow, the minimal reference loop, or
+the job store's per-job transactions.
 
     python -m tests.benchmarks.bench_child '{"mode": "flow", ...}'
 
@@ -216,10 +217,39 @@ async def run_flow(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def run_store(config: dict[str, Any]) -> dict[str, Any]:
+    """A job's traffic to the job store, as the runner makes it, for `jobs` jobs at once: its
+    claim, then three writes (submitting, submitted, final with the claim's release). Figures:
+    CPU and wall time per job (CPU of the whole process, so the store's own thread counts)."""
+    from inpaint_flows.ledger import Ledger, LedgerEntry
+    from inpaint_flows.store_location import StoreLocation
+
+    jobs = int(config["jobs"])
+    async with Ledger.open(StoreLocation.sqlite(Path(config["state_dir"]))) as ledger:
+
+        async def one(number: int) -> None:
+            key = f"{number:064x}"
+            async with ledger.claim(key, f"job {number}"):
+                entry = LedgerEntry(job_key=key, name=f"job {number}", state="needs-submit")
+                entry = await ledger.put(entry.evolve(state="submitting", submits=1))
+                entry = await ledger.put(entry.evolve(state="submitted", task_id=f"t-{number}"))
+                await ledger.put(entry.evolve(state="succeeded"), release=True)
+
+        await one(-1 % 2**64)  # tables made, statements compiled: not counted
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one(n) for n in range(jobs)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "jobs": jobs,
+        "cpu_ms_per_job": 1000 * cpu / jobs,
+        "wall_ms_per_job": 1000 * wall / jobs,
+    }
+
+
 def main(argv: list[str]) -> int:
     config = json.loads(argv[1])
     mode = config["mode"]
-    runner = {"flow": run_flow, "reference": run_reference}[mode]
+    runner = {"flow": run_flow, "reference": run_reference, "store": run_store}[mode]
     result = asyncio.run(runner(config))
     result["peak_rss_mb"] = peak_rss_mb()
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -42,6 +42,9 @@ Figures (definitions; targets from issue 6):
    (the report's latest `finished_at`) to the CLI's exit, the time from its start to its first
    submit answered, and peak RSS of the CLI process (psutil, every 50 ms; with its children
    too). Targets: ≤ 1.15×, ≤ 1 s per 1,000 jobs after the last download, ≤ 300 MB, flat in N.
+8. store: CPU (and wall) time per job of the job store's traffic as the runner makes it (a
+   claim, then three writes, the last releasing the claim), SQLite, N jobs at once, in a child
+   process. No target: it is a share of the e2e figure's per-job CPU.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ from tests.benchmarks.bench_support import (
     wait_for_recording,
 )
 
-SCENARIOS = ("pacing", "overhead", "polling", "memory", "edge", "unreachable", "e2e")
+SCENARIOS = ("pacing", "overhead", "polling", "memory", "edge", "unreachable", "e2e", "store")
 
 
 @dataclass
@@ -757,6 +760,32 @@ def bench_e2e(bench: Bench) -> None:
     bench.figures["e2e"] = results
 
 
+# ---------------------------------------------------------------------------- 8. job store
+
+
+def bench_store(bench: Bench) -> None:
+    """CPU per job of the job store's claim and three writes (SQLite), in a child process."""
+    jobs = bench.pick(2000, 20)
+    folder = bench.dir("store")
+    child = run_child(
+        {"mode": "store", "jobs": jobs, "state_dir": str(folder / "state")},
+        env=child_env(None, folder / "unused-prefect-home"),
+        log=folder / "store.log",
+    )
+    figures = {key: round(value, 3) for key, value in child.figures.items()}
+    bench.figures["store"] = figures
+    bench.rows.append(
+        Row(
+            f"store N={jobs}: CPU per job (claim + 3 writes, SQLite)",
+            f"{figures['cpu_ms_per_job']:.2f} ms",
+            "—",
+            None,
+            f"wall {figures['wall_ms_per_job']:.2f} ms per job, all jobs at once",
+        )
+    )
+    bench.done_with(folder)
+
+
 RUNNERS: dict[str, Callable[[Bench], None]] = {
     "pacing": bench_pacing,
     "overhead": bench_overhead,
@@ -765,6 +794,7 @@ RUNNERS: dict[str, Callable[[Bench], None]] = {
     "edge": bench_edge,
     "unreachable": bench_unreachable,
     "e2e": bench_e2e,
+    "store": bench_store,
 }
 
 
