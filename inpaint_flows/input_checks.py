@@ -92,9 +92,12 @@ def prepare_job(job: Job) -> PreparedJob:
         del mask
     check_payload(mask_path, MASK, mask_payload)
 
+    image_sha256, mask_sha256 = source_sha256(image_path), source_sha256(mask_path)
     return PreparedJob(
         job=job,
-        job_key=job_key_for(source_sha256(image_path), source_sha256(mask_path), job.params),
+        job_key=job_key_for(image_sha256, mask_sha256, job.params),
+        image_sha256=image_sha256,
+        mask_sha256=mask_sha256,
         width=image_size[0],
         height=image_size[1],
         mask_coverage_pct=round(coverage, 4),
@@ -131,9 +134,12 @@ def _prepare_drawn(
         )
     digest = hashlib.sha256(f"L {mask.size[0]}x{mask.size[1]}\n".encode())
     digest.update(mask.tobytes())
+    image_sha256 = source_sha256(job.image_path)
     return PreparedJob(
         job=job,
-        job_key=job_key_for(source_sha256(job.image_path), digest.hexdigest(), job.params),
+        job_key=job_key_for(image_sha256, digest.hexdigest(), job.params),
+        image_sha256=image_sha256,
+        mask_sha256=digest.hexdigest(),
         width=image_size[0],
         height=image_size[1],
         mask_coverage_pct=round(mask_coverage(checked), 4),

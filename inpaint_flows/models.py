@@ -161,6 +161,9 @@ class PreparedJob(FrozenModel):
 
     job: Job
     job_key: str
+    # What was checked, by content: a submit sends these bytes or nothing (`payload`).
+    image_sha256: str
+    mask_sha256: str  # a drawn mask: of its pixels (it is drawn again to be sent)
     width: int
     height: int
     mask_coverage_pct: float

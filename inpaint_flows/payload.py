@@ -4,7 +4,10 @@ What is checked is what is sent: a `_Plan` is the one decision how an opened fil
 payload bytes, and both sides use it. `input_checks.prepare_job` asks a plan how many bytes it
 would send (`payload_size`, counted without keeping a copy) and checks that against the limit;
 `encode_payload` asks the same plan for the bytes themselves right before each submit, and checks
-them again, so a file that changed since its check is refused, never sent as something else.
+them again. Given the job's check (`PreparedJob`), it sends a file only if its bytes are the
+ones checked (their SHA-256, the job key's own): a file that changed since its check is refused,
+never sent as something else under the old key; and the checked bytes need no second decode
+when they are sent as they are (a decode per image and mask per submit, on the event loop).
 
 Decisions, in one place:
 
@@ -30,7 +33,7 @@ from PIL import Image
 from inpaint_flows.contract import MAX_IMAGE_BYTES
 from inpaint_flows.errors import MaskError
 from inpaint_flows.jobs import problem_error
-from inpaint_flows.models import Job
+from inpaint_flows.models import Job, PreparedJob
 from inpaint_flows.pictures import (
     ACCEPTED_FORMATS,
     IMAGE,
@@ -38,6 +41,7 @@ from inpaint_flows.pictures import (
     Role,
     SourcePath,
     check_mask_size,
+    checked_content,
     drawn_mask,
     exif_orientation,
     mask_turn,
@@ -52,25 +56,28 @@ from inpaint_flows.pictures import (
 __all__ = ["encode_payload"]
 
 
-def encode_payload(job: Job) -> tuple[str, str]:
+def encode_payload(job: Job, checked: PreparedJob | None = None) -> tuple[str, str]:
     """The base64 image and mask exactly as they are sent for `job`.
 
     Files that need nothing done are sent byte for byte; the others are oriented, converted and
     re-encoded (see the module docstring). Nothing is kept after returning, so calling this right
     before each submit keeps memory flat over a long batch. Raises like `prepare_job` when a file
-    changed since it was checked.
+    changed since it was checked; with `checked` (the job's check), `INPUT_CHANGED` when a
+    file's bytes are not the ones checked.
     """
     if job.problem is not None:
         raise problem_error(job)
     if job.mask_path is None and job.mask_recipe is None:
         raise MaskError(f"{job.name}: no mask to send for {job.image_path}.", reason="MISSING_MASK")
     image_path = job.image_path
-    with open_picture(image_path, IMAGE) as raw_image:
+    image_content = checked_content(image_path, IMAGE, checked.image_sha256) if checked else None
+    with open_picture(image_path, IMAGE, content=image_content) as raw_image:
         orientation = exif_orientation(raw_image)
         image_plan = plan_image(raw_image, orientation)
         image_size = oriented_size(raw_image.size, orientation)
         stored_size = raw_image.size
-        image_bytes = image_plan.payload(image_path, raw_image)
+        image_bytes = image_plan.payload(image_path, raw_image, image_content)
+    del image_content
     check_payload(image_path, IMAGE, len(image_bytes))
     image_b64 = base64.b64encode(image_bytes).decode("ascii")
     del image_bytes
@@ -82,11 +89,12 @@ def encode_payload(job: Job) -> tuple[str, str]:
         return image_b64, base64.b64encode(buffer.getvalue()).decode("ascii")
     assert job.mask_path is not None
     mask_path = job.mask_path
-    with open_picture(mask_path, MASK) as raw_mask:
+    mask_content = checked_content(mask_path, MASK, checked.mask_sha256) if checked else None
+    with open_picture(mask_path, MASK, content=mask_content) as raw_mask:
         mask_plan = plan_mask(raw_mask, image_size, orientation)
         mask_size = oriented_size(raw_mask.size, mask_plan.turn)
         check_mask_size(job, mask_size, raw_mask.size, image_size, orientation)
-        mask_bytes = mask_plan.payload(mask_path, raw_mask)
+        mask_bytes = mask_plan.payload(mask_path, raw_mask, mask_content)
     check_payload(mask_path, MASK, len(mask_bytes))
     return image_b64, base64.b64encode(mask_bytes).decode("ascii")
 
@@ -122,9 +130,10 @@ class _Plan:
     build: Callable[[Image.Image], Image.Image]  # raw opened file -> picture that is sent
     save: Callable[[Image.Image, IO[bytes]], None]
 
-    def payload(self, path: SourcePath, raw: Image.Image) -> bytes:
+    def payload(self, path: SourcePath, raw: Image.Image, content: bytes | None = None) -> bytes:
+        """The bytes sent; `content`: the file's own, when already read."""
         if self.as_is:
-            return source_bytes(path)
+            return source_bytes(path) if content is None else content
         buffer = io.BytesIO()
         self.save(self.build(raw), buffer)
         return buffer.getvalue()

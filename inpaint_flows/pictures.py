@@ -32,6 +32,7 @@ Decisions, in one place:
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -234,15 +235,17 @@ def source_sha256(path: SourcePath) -> str:
 class _Opened:
     """Context manager around `Image.open` that turns every failure into a specific error."""
 
-    def __init__(self, path: SourcePath, role: Role, max_pixels: int) -> None:
-        self.path, self.role, self.max_pixels = path, role, max_pixels
+    def __init__(
+        self, path: SourcePath, role: Role, max_pixels: int, content: bytes | None = None
+    ) -> None:
+        self.path, self.role, self.max_pixels, self.content = path, role, max_pixels, content
         self._files = ExitStack()
 
     def __enter__(self) -> Image.Image:
         path, role = self.path, self.role
         noun = role.noun.capitalize()
         try:
-            size = _source_size(path)
+            size = _source_size(path) if self.content is None else len(self.content)
         except FileNotFoundError:
             raise role.error(
                 f"{noun} {path} does not exist. Check the path (a manifest's paths are relative"
@@ -263,7 +266,12 @@ class _Opened:
             )
         try:
             try:
-                img = Image.open(self._files.enter_context(_read_source(path)), formats=_DECODERS)
+                source = (
+                    self._files.enter_context(_read_source(path))
+                    if self.content is None
+                    else io.BytesIO(self.content)
+                )
+                img = Image.open(source, formats=_DECODERS)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise role.error(
                     f"{noun} {path} is too large to decode safely (decompression bomb guard:"
@@ -312,7 +320,8 @@ class _Opened:
                     " inpaint as a single PNG or JPEG.",
                     reason="INVALID_IMAGE_FORMAT",
                 )
-            img.load()
+            if self.content is None:  # else decoded when it was checked, and when it is used
+                img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise role.error(
                 f"{noun} {path} is too large to decode safely ({exc}).",
@@ -328,13 +337,37 @@ class _Opened:
         self._files.close()
 
 
-def open_picture(path: SourcePath, role: Role, max_pixels: int = MAX_PIXELS) -> _Opened:
+def open_picture(
+    path: SourcePath, role: Role, max_pixels: int = MAX_PIXELS, *, content: bytes | None = None
+) -> _Opened:
     """The picture at `path`, checked and decoded, open for the `with` block.
 
     Raises `role.error` (with a reason token) when the file is missing, empty, not a picture in
     an accepted format, animated, larger than `max_pixels` or damaged.
+
+    `content`: the file's bytes, already read and found to be the very ones that were checked
+    (`checked_content`): opened from them, header only (their pixels decoded when checked; they
+    are decoded again only if used).
     """
-    return _Opened(path, role, max_pixels)
+    return _Opened(path, role, max_pixels, content)
+
+
+def checked_content(path: SourcePath, role: Role, sha256: str) -> bytes:
+    """The bytes of the input file at `path`, which must be the ones that were checked (by
+    their SHA-256): what is sent is what was checked and paid for under its job key."""
+    try:
+        content = source_bytes(path)
+    except OSError:
+        with open_picture(path, role):  # raises what is wrong with it: missing, not a file...
+            pass
+        raise
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise role.error(
+            f"{role.noun.capitalize()} {path} changed after it was checked: it was not sent. Run"
+            " the batch again to check and send the file as it is now.",
+            reason="INPUT_CHANGED",
+        )
+    return content
 
 
 # ---------------------------------------------------------------------------------------------

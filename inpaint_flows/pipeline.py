@@ -265,7 +265,7 @@ class JobRunner:
 
     async def _submit(self, record: JobRecord) -> JobRecord:
         self.client.halt.check()  # stopped batch-wide: not sent, nothing written
-        image_b64, mask_b64 = encode_payload(record.job)
+        image_b64, mask_b64 = encode_payload(record.job, record.prepared)
         record = await self._save(
             record,
             state="submitting",

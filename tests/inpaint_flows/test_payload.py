@@ -36,7 +36,8 @@ def test_what_is_sent_is_what_was_checked(kind: str, corpus: dict[str, FileCase]
     """Sizes, byte counts and mask coverage of the payload match the prepared job."""
     job = _case_job(corpus[kind])
     prepared = prepare_job(job)
-    image_b64, mask_b64 = encode_payload(job)
+    image_b64, mask_b64 = encode_payload(job, prepared)
+    assert (image_b64, mask_b64) == encode_payload(job), "the check's hashes change nothing sent"
     image_bytes, mask_bytes = base64.b64decode(image_b64), base64.b64decode(mask_b64)
     assert (len(image_bytes), len(mask_bytes)) == (prepared.image_bytes, prepared.mask_bytes)
     image, mask = _decode(image_b64), _decode(mask_b64)
@@ -166,6 +167,39 @@ def test_mask_changed_after_its_check_is_not_sent(tmp_path: Path) -> None:
     with pytest.raises(MaskError, match="is 10x10 but the image is 64x48") as info:
         encode_payload(job)
     assert info.value.reason == "MASK_SIZE_MISMATCH"
+
+
+@pytest.mark.parametrize("which", ["image", "mask"])
+def test_a_file_changed_after_its_check_into_another_valid_picture_is_not_sent(
+    tmp_path: Path, which: str
+) -> None:
+    """Only the bytes that were checked (and that the job key names) are ever sent."""
+    image, mask = tmp_path / "a.png", tmp_path / "a_mask.png"
+    Image.new("RGB", (64, 48), "red").save(image)
+    Image.new("L", (64, 48), 255).save(mask)
+    job = _job(image, mask)
+    prepared = prepare_job(job)
+    if which == "image":
+        Image.new("RGB", (64, 48), "blue").save(image)  # as valid as before, not the same
+    else:
+        Image.new("L", (64, 48), 128).save(mask)
+    error = ImageError if which == "image" else MaskError
+    changed = f"{which.capitalize()} .* changed after it was checked"
+    with pytest.raises(error, match=changed) as info:
+        encode_payload(job, prepared)
+    assert info.value.reason == "INPUT_CHANGED"
+
+
+def test_a_file_gone_after_its_check_says_so(tmp_path: Path) -> None:
+    image, mask = tmp_path / "a.png", tmp_path / "a_mask.png"
+    Image.new("RGB", (64, 48), "red").save(image)
+    Image.new("L", (64, 48), 255).save(mask)
+    job = _job(image, mask)
+    prepared = prepare_job(job)
+    image.unlink()
+    with pytest.raises(ImageError, match="does not exist") as info:
+        encode_payload(job, prepared)
+    assert info.value.reason == "IMAGE_NOT_FOUND"
 
 
 def test_payload_limit_is_on_the_bytes_sent_not_their_base64(
