@@ -113,7 +113,7 @@ async def _inpaint(
                 _unwalked(records), _unwalked(run), label, _unwalked(finisher)
             )
         await live.advance(len(chunk))
-        return [s.outcome for s in records if s.outcome]  # only report rows stay
+        return [row for s in records if (row := s.outcome)]  # only report rows stay
 
     results = await asyncio.gather(
         *(run_chunk(i, c) for i, c in enumerate(chunks)), return_exceptions=True

@@ -123,8 +123,9 @@ async def run_and_finish(
         if not record.final:
             finisher.job_started(record.job)
         (done,) = await run.run_jobs([record])
-        if done.outcome is not None:
-            finisher.job_finished(done.outcome)
+        outcome = done.outcome  # derived anew at each access: once
+        if outcome is not None:
+            finisher.job_finished(outcome)
         return done
 
     return list(await asyncio.gather(*(one(s) for s in records)))

@@ -296,9 +296,11 @@ def _make_thumbnail(source: str) -> tuple[bytes, str, tuple[int, int]]:
         with open_input(source) as fh, Image.open(fh) as opened:
             opened.draft(opened.mode, (THUMB_MAX_SIDE, THUMB_MAX_SIDE))  # fast JPEG downscale
             im = ImageOps.exif_transpose(opened)
-            # Bicubic, Pillow's default for thumbnails: a third cheaper than Lanczos, and at
-            # preview size the two cannot be told apart.
-            im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.BICUBIC)
+            # Bilinear (Pillow widens its support when it shrinks, so it is antialiased, as
+            # `mask_preview` uses it): the resize is most of a thumbnail's cost, and bilinear
+            # takes ~40 % less of it than bicubic (Lanczos costs more still), with no
+            # difference that shows at preview size.
+            im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.BILINEAR)
     if im.mode in ("1", "L", "I", "I;16", "F"):
         im, fmt, suffix = im.convert("L"), "PNG", ".png"
     elif im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
