@@ -172,6 +172,7 @@ class Thumbnailer:
         self.used: set[str] = set()
         self.made: set[str] = set()  # written by this run (what a bucket's copy lacks)
         self._known: dict[tuple[str, int, str], _Thumb] = {}
+        self._real = _RealPaths()
 
     def prepare(self, outcome: JobOutcome) -> None:
         """Make the thumbnails `outcome`'s gallery row shows (original, mask, results)."""
@@ -187,7 +188,7 @@ class Thumbnailer:
         else:
             source = str(_locate(path_text, self.root)) if output else path_text
         try:
-            seen = _identity(source)
+            seen = _identity(source, self._real)
         except (OSError, ConfigError) as exc:
             return _Missing(f"cannot read {path_text}: {_why(exc)}")
         if seen is None:
@@ -258,7 +259,23 @@ class Thumbnailer:
                     entry.unlink(missing_ok=True)
 
 
-def _identity(source: str) -> tuple[str, int, str] | None:
+class _RealPaths:
+    """`os.path.realpath`, each folder resolved once (a page asks for thousands of files in a
+    few folders; resolving one walks every part of its path). A symlinked file is followed."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: str | os.PathLike[str]) -> str:
+        folder, name = os.path.split(os.path.abspath(path))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        found = os.path.join(real, name)
+        return os.path.realpath(found) if os.path.islink(found) else found
+
+
+def _identity(source: str, real: _RealPaths) -> tuple[str, int, str] | None:
     """(where, size, version) of a file or object; None when it is not a file.
 
     A local file's version is its modification time; an object's, its ETag (or time).
@@ -272,7 +289,7 @@ def _identity(source: str) -> tuple[str, int, str] | None:
     st = os.stat(source)
     if not stat.S_ISREG(st.st_mode):
         return None
-    return str(Path(source).resolve()), st.st_size, str(st.st_mtime_ns)
+    return real(source), st.st_size, str(st.st_mtime_ns)
 
 
 def _why(exc: BaseException) -> str:
@@ -392,13 +409,14 @@ class _Links:
     def __init__(self, output: OutputFolder) -> None:
         self.output = output
         self.real_root = output.work.resolve()  # resolved once per page
+        self._real = _RealPaths()
 
     def inside(self, path_text: str) -> str | None:
         if self.output.remote:  # results are named relative to the bucket's folder
             if self.output.result_size(path_text) is None:
                 return None
             return quote(path_text, safe="/")
-        target = _locate(path_text, self.output.work).resolve()
+        target = Path(self._real(_locate(path_text, self.output.work)))
         try:
             relative = target.relative_to(self.real_root)
         except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -12,6 +13,7 @@ import markupsafe
 import pytest
 from PIL import Image
 
+from inpaint_flows import gallery
 from inpaint_flows.gallery import STATUS_COLOURS, THUMB_MAX_SIDE, write_gallery
 from inpaint_flows.models import InpaintParams, JobOutcome, JobStatus
 
@@ -299,3 +301,18 @@ def _centre_pixel(path: Path) -> tuple[int, ...]:
         pixel = im.convert("RGB").getpixel((im.width // 2, im.height // 2))
     assert isinstance(pixel, tuple)
     return pixel
+
+
+def test_real_paths_resolve_like_realpath_with_each_folder_resolved_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_folder = tmp_path / "real"
+    real_folder.mkdir()
+    (real_folder / "a.png").write_bytes(b"a")
+    (real_folder / "b.png").write_bytes(b"b")
+    (tmp_path / "linked").symlink_to(real_folder)  # a symlinked folder
+    (real_folder / "c.png").symlink_to(tmp_path / "real" / "a.png")  # a symlinked file
+    monkeypatch.chdir(tmp_path)
+    paths = ["linked/a.png", str(tmp_path / "linked" / "b.png"), "linked/c.png", "real/none.png"]
+    real = gallery._RealPaths()
+    assert [real(p) for p in paths] == [os.path.realpath(p) for p in paths]
