@@ -384,3 +384,13 @@ def test_problem_error_uses_the_class_of_the_reason() -> None:
     assert isinstance(problem_error(gone), ImageError)
     dup = job.model_copy(update={"problem_reason": "DUPLICATE_ROW"})
     assert isinstance(problem_error(dup), ManifestError)
+
+
+def test_manifest_rows_without_overrides_share_the_batch_defaults(tmp_path: Path) -> None:
+    """A frozen model, held once: a big manifest does not keep one copy of it per row."""
+    (tmp_path / "list.csv").write_text(
+        "image,mask,seed\na.png,m.png,\nb.png,m.png,\nc.png,m.png,7\n"
+    )
+    a, b, c = discover_jobs(tmp_path / "list.csv", DEFAULTS)
+    assert a.params is DEFAULTS and b.params is DEFAULTS
+    assert c.params.seed == 7 and DEFAULTS.seed != 7
