@@ -266,7 +266,7 @@ class Ledger:
             raise ClaimLostError(f"{entry.name}: this run holds no claim on the job to record it.")
         values = {f"e_{column}": value for column, value in entry_row(entry).items()}
         values.update(p_key=entry.job_key, p_holder=self.holder.id, p_lease_s=self.lease_s)
-        statement = _RECORD_AND_RELEASE if release else _RECORD
+        statement = _record_statement(release)
 
         def write(conn: Connection) -> ClaimView | None:
             if conn.execute(statement, values).rowcount == 1:
@@ -508,16 +508,17 @@ class Ledger:
 
 # -- the statements of each job's claim and writes, built once (a batch runs them thousands of
 # times; building one cost more than running it); their values are bound by name.
-def _record_statement(claim: Mapping[str, Any]) -> Executable:
+@cache
+def _record_statement(release: bool) -> Executable:
+    """Record an entry while this run holds its claim: renewing the lease, or (`release`)
+    giving the claim up in the same write."""
+    lease = db_now() + bindparam("p_lease_s", type_=Float())
+    claim: Mapping[str, Any] = _NO_CLAIM if release else {"lease_expires": lease}
     return (
         update(jobs)
         .where(jobs.c.job_key == bindparam("p_key"), jobs.c.holder == bindparam("p_holder"))
         .values(**{column: bindparam(f"e_{column}") for column in ENTRY_COLUMNS}, **claim)
     )
-
-
-_RECORD = _record_statement({"lease_expires": db_now() + bindparam("p_lease_s", type_=Float())})
-_RECORD_AND_RELEASE = _record_statement(_NO_CLAIM)
 
 
 @cache

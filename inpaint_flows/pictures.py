@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,13 +219,18 @@ def source_bytes(path: SourcePath) -> bytes:
         return source.read()
 
 
+def _content_sha256(blocks: Iterable[bytes]) -> str:
+    """The hash that names an input's content in its job key, and proves it at the submit."""
+    digest = hashlib.sha256()
+    for block in blocks:
+        digest.update(block)
+    return digest.hexdigest()
+
+
 def source_sha256(path: SourcePath) -> str:
     """The SHA-256 of an input file's bytes (for the job key), read in blocks."""
-    digest = hashlib.sha256()
     with _read_source(path) as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return _content_sha256(iter(lambda: source.read(1 << 20), b""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +366,7 @@ def checked_content(path: SourcePath, role: Role, sha256: str) -> bytes:
         with open_picture(path, role):  # raises what is wrong with it: missing, not a file...
             pass
         raise
-    if hashlib.sha256(content).hexdigest() != sha256:
+    if _content_sha256([content]) != sha256:
         raise role.error(
             f"{role.noun.capitalize()} {path} changed after it was checked: it was not sent. Run"
             " the batch again to check and send the file as it is now.",

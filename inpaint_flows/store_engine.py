@@ -35,8 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 _T = TypeVar("_T")
 
-Work = Callable[[Connection], _T]
-
 __all__ = ["AsyncStoreEngine", "StoreEngine", "ThreadedStoreEngine"]
 
 
