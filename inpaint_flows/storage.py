@@ -14,6 +14,7 @@ path inside a root folder and refuses anything that would land outside it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import tempfile
@@ -38,10 +39,12 @@ def atomic_writer(path: StrPath, *, durable: bool = True) -> Iterator[BinaryIO]:
     of one.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name[:_TMP_PREFIX_MAX]}.", suffix=".tmp"
-    )
+    prefix = f".{target.name[:_TMP_PREFIX_MAX]}."
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
+    except FileNotFoundError:  # the folder is made on the first write into it, not checked at each
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -131,9 +134,12 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~_umask()
 
 
+@functools.cache
 def _umask() -> int:
     # os.umask can only be read by setting it, which races with other threads creating files;
-    # Linux publishes it in /proc instead. Elsewhere assume the common default.
+    # Linux publishes it in /proc instead. Elsewhere assume the common default. Read once per
+    # process (reading /proc at each new file was ~1/6 of a thumbnail write's cost): nothing
+    # here changes the umask, and a process changing its own umask mid-run is not supported.
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
