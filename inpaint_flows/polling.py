@@ -22,8 +22,9 @@ The schedule of one task, with `E` the median of recent observed durations:
 Before any task of the run has finished, its first `SCOUTS` tasks poll on a coarser tail rule
 (0.5, 1, 1.5, 2.0, 2.7, 3.7, 5.0, 6.7 s for a 6 s task: 8 polls) and every other task polls at
 2, 3, 4.5, 6.75 s (4 polls), since what the scouts learn serves it. When the API does
-give a positive `eta`, the next poll waits for it (clamped), as before; when it reports
-its own timings, they are learnt as well (they are exact).
+give a positive `eta` (whole seconds, rounded up), the next poll falls within its last second,
+where the rule above aims; when it reports its own timings, they are learnt as well (they are
+exact).
 
 Measured in tests/benchmarks/bench_pipeline.py (`--only polling`): see README, Performance.
 """
@@ -103,18 +104,24 @@ class PollPlanner:
     ) -> float:
         """Seconds to wait after a poll that found the task `elapsed_s` after its submit still
         running; `eta` is the API's own estimate, used when it says something (> 0)."""
+        aim = self._aim(elapsed_s, scout)
         if eta is not None and eta > 0:
-            return self._clamp(float(eta))
+            # `eta` is whole seconds, rounded up: the task ends within (eta - 1, eta]. Within
+            # that window the run's own rule decides (a 0.9 s task polled at 0.86 s with eta 1
+            # is fetched ~0.25 s later, not a whole second later); a wait never passes eta.
+            return self._clamp(min(float(eta), max(float(eta) - 1.0, aim)))
+        return self._clamp(aim)
+
+    def _aim(self, elapsed_s: float, scout: bool) -> float:
+        """The wait the run's own observations call for (unclamped), whatever the API says."""
         estimate = self._estimate
         if estimate is None:
-            if not scout:
-                return self._clamp(max(UNKNOWN_MIN_S, SCOUTED_GROWTH * elapsed_s))
-            return self._clamp(max(UNKNOWN_MIN_S, UNKNOWN_TAIL * elapsed_s))
+            return max(UNKNOWN_MIN_S, (UNKNOWN_TAIL if scout else SCOUTED_GROWTH) * elapsed_s)
         if elapsed_s < FIRST * estimate:  # learnt since this task's last poll: aim at its end
-            return self._clamp(max(NEAR * estimate, FIRST * estimate - elapsed_s))
+            return max(NEAR * estimate, FIRST * estimate - elapsed_s)
         if elapsed_s < AFTER * estimate:
-            return self._clamp(NEAR * estimate)
-        return self._clamp(TAIL * elapsed_s)
+            return NEAR * estimate
+        return TAIL * elapsed_s
 
     def _clamp(self, seconds: float) -> float:
         return max(self.min_interval_s, min(self.max_interval_s, seconds))

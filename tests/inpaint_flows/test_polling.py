@@ -48,11 +48,26 @@ def test_before_anything_is_known_a_few_scouts_poll_closely_the_rest_back_off() 
     assert fresh.next_wait_s(8.0, eta=0) == pytest.approx(UNKNOWN_TAIL * 8.0)  # a share of it
 
 
-def test_a_positive_eta_is_followed() -> None:
+def test_a_positive_eta_is_followed_within_its_last_second() -> None:
     p = planner()
     p.observe(3.0)
-    assert p.next_wait_s(1.0, eta=4) == 4.0
+    # The API knows best that the task is far from done (queued): within (eta - 1, eta].
+    assert p.next_wait_s(1.0, eta=4) == 3.0
     assert p.next_wait_s(1.0, eta=60) == MAX_S
+    # Nothing learnt yet: the scouts' rule, kept within the eta's second.
+    assert planner().next_wait_s(1.0, eta=3) == 2.0
+
+
+def test_an_eta_rounded_up_to_one_second_does_not_cost_a_second() -> None:
+    """A 0.9 s task polled just before its end answers eta 1 (whole seconds, rounded up): the
+    next poll aims at its end, as the run's durations say, not a second later."""
+    p = planner()
+    p.observe(0.9)
+    first = p.first_wait_s(0.0)
+    assert first < 0.9
+    wait = p.next_wait_s(first, eta=1)
+    assert wait == MIN_S
+    assert first + wait < 1.2
 
 
 def test_first_poll_aims_just_before_the_usual_duration() -> None:
