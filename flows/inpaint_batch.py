@@ -271,8 +271,8 @@ async def _run_here(
         async with (
             resolve_endpoint(settings.base_url, settings.api_key_secret) as endpoint,
             shared_pace(endpoint.base_url, limiter, name=settings.account_limit) as pace,
-            open_run(settings, endpoint, output=output, limiter=limiter) as run,
             JobFinisher(output) as finisher,
+            open_run(settings, endpoint, output=output, limiter=limiter, previews=finisher) as run,
         ):
             logger.info(
                 "Batch %s: %d jobs in chunks of ≤%d, API %s; %s",

@@ -23,6 +23,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.endpoint import Endpoint
@@ -33,6 +34,7 @@ from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.pacing import RateLimiter
 from inpaint_flows.pipeline import ContentLocks, JobRunner, Tuning
 from inpaint_flows.polling import PollPlanner
+from inpaint_flows.result_images import ResultPreviews
 from inpaint_flows.settings import BatchSettings
 from inpaint_flows.store_location import StoreLocation
 
@@ -80,12 +82,14 @@ async def open_run(
     output: OutputFolder | None = None,
     limiter: RateLimiter | None = None,
     tuning: Tuning = Tuning(),
+    previews: ResultPreviews[Any] | None = None,
 ) -> AsyncIterator[BatchRun]:
     """The run's client (one kept-open connection per in-flight slot), ledger and helpers.
 
     `output`: where results go (default: `settings.out`, a local folder). `limiter` paces the
     run's submits (default: to `settings.images_per_minute`); the flow passes one that follows
-    the run's share of the account's limit (`account.shared_pace`).
+    the run's share of the account's limit (`account.shared_pace`). `previews`: made from each
+    result's pixels as its download is checked (the `JobFinisher`'s thumbnails).
     """
     halt = BatchHalt()
     limit = settings.max_in_flight
@@ -114,6 +118,7 @@ async def open_run(
             submitting=asyncio.Semaphore(submit_slots_for(limit)),
             tuning=tuning,
             api=endpoint.label,
+            previews=previews,
         )
         yield BatchRun(
             client=client,

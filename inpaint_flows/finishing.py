@@ -5,7 +5,8 @@ thumbnails (original, mask, results: a decode, a resize and an encode each) used
 after the last download, all at once: ~12 s for 800 photo-sized rows, on the critical path of
 every run. `JobFinisher` makes a job's input thumbnails as it starts and its result's as soon
 as it is final, in one worker thread, so at the end `write_gallery` only renders the page from
-the thumbnails already made.
+the thumbnails already made. A result's thumbnail is made from the pixels its download's check
+decoded (the finisher is the run's `ResultPreviews`), so no result is decoded twice.
 
 One thread, not a pool: the work is CPU, it must not crowd out the event loop that keeps the
 other jobs polling, and one queue keeps the `Thumbnailer` single-threaded. Each queued item is
@@ -26,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TypeVar
 
+from PIL import Image
+
 from inpaint_flows.batch import BatchRun
-from inpaint_flows.gallery import Thumbnailer
+from inpaint_flows.gallery import Thumbnail, Thumbnailer, thumbnail_of
 from inpaint_flows.job_record import JobRecord
 from inpaint_flows.models import Job, JobOutcome
 from inpaint_flows.output_folder import OutputFolder
@@ -49,6 +52,9 @@ class JobFinisher:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: set[asyncio.Future[None]] = set()
         self.finished = 0  # rows whose thumbnails were made
+        # Results' thumbnails made from the pixels their download's check decoded, by output
+        # path, until their row is finished (a few at a time: as many as jobs in flight).
+        self._made: dict[str, Thumbnail] = {}
 
     async def __aenter__(self) -> JobFinisher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-finisher")
@@ -78,6 +84,15 @@ class JobFinisher:
         """Queue `outcome`'s thumbnails (those not made yet); returns at once."""
         self._queue(self._prepare, outcome)
 
+    # `ResultPreviews`: the run's `JobRunner` hands each result's decoded pixels over here.
+    def make(self, image: Image.Image) -> Thumbnail:
+        """The gallery thumbnail of a result being checked (in the check's worker thread)."""
+        return thumbnail_of(image)
+
+    def keep(self, rel: str, preview: Thumbnail) -> None:
+        """`rel`'s thumbnail, written with its row (`job_finished`)."""
+        self._made[rel] = preview
+
     def _queue(self, work: Callable[[_T], None], item: _T) -> None:
         if self._executor is None:
             return  # closed: the gallery makes what is missing
@@ -100,8 +115,9 @@ class JobFinisher:
             logger.debug("input thumbnails of %s deferred", job.name, exc_info=True)
 
     def _prepare(self, outcome: JobOutcome) -> None:
+        made = {rel: t for rel in outcome.outputs if (t := self._made.pop(rel, None)) is not None}
         try:
-            self.thumbnails.prepare(outcome)
+            self.thumbnails.prepare(outcome, made)
         except Exception:  # a thumbnail is a cache: the gallery makes it again
             logger.debug("thumbnails of %s deferred to the gallery", outcome.name, exc_info=True)
             return

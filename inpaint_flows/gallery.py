@@ -30,7 +30,7 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -61,6 +61,10 @@ STATUS_COLOURS: dict[JobStatus, str] = {
     JobStatus.NOT_SUBMITTED: "#8250df",
     JobStatus.PENDING: "#6e7781",
 }
+
+
+# A thumbnail as it is stored: encoded bytes, file suffix, (width, height).
+Thumbnail = tuple[bytes, str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -174,15 +178,21 @@ class Thumbnailer:
         self._known: dict[tuple[str, int, str], _Thumb] = {}
         self._real = _RealPaths()
 
-    def prepare(self, outcome: JobOutcome) -> None:
-        """Make the thumbnails `outcome`'s gallery row shows (original, mask, results)."""
+    def prepare(self, outcome: JobOutcome, made: Mapping[str, Thumbnail] | None = None) -> None:
+        """Make the thumbnails `outcome`'s gallery row shows (original, mask, results).
+
+        `made`: results' thumbnails already made from their pixels (`thumbnail_of`, while the
+        download was checked), by output path: written as they are, not decoded again.
+        """
         self.thumb(outcome.image_path)
         if outcome.mask_path:
             self.thumb(outcome.mask_path)
         for path in outcome.outputs:
-            self.thumb(path, output=True)
+            self.thumb(path, output=True, made=(made or {}).get(path))
 
-    def thumb(self, path_text: str, *, output: bool = False) -> _Thumb | _Missing:
+    def thumb(
+        self, path_text: str, *, output: bool = False, made: Thumbnail | None = None
+    ) -> _Thumb | _Missing:
         if output and self.output.remote:
             source = self.output.location(path_text)
         else:
@@ -198,12 +208,14 @@ class Thumbnailer:
         if known is not None and (self.root / known.src).is_file():
             self.used.add(known.src.rpartition("/")[2])
             return known
-        found = self._find_or_make(source, seen)
+        found = self._find_or_make(source, seen, made)
         if isinstance(found, _Thumb):
             self._known[seen] = found
         return found
 
-    def _find_or_make(self, source: str, seen: tuple[str, int, str]) -> _Thumb | _Missing:
+    def _find_or_make(
+        self, source: str, seen: tuple[str, int, str], made: Thumbnail | None
+    ) -> _Thumb | _Missing:
         where, size, version = seen
         key = hashlib.sha256(f"{where}\0{size}\0{version}\0{THUMB_MAX_SIDE}".encode()).hexdigest()[
             :24
@@ -219,7 +231,7 @@ class Thumbnailer:
                     break
                 return self._use(cached.name, dimensions)
         try:
-            data, suffix, dimensions = _make_thumbnail(source)
+            data, suffix, dimensions = made or _make_thumbnail(source)
         except Exception as exc:  # any undecodable file becomes a placeholder, never a crash
             return _Missing(f"cannot preview: {exc}")
         name = f"{key}{suffix}"
@@ -305,19 +317,27 @@ def _locate(path_text: str, root: Path) -> Path:
     return under_root if under_root.exists() else path
 
 
-def _make_thumbnail(source: str) -> tuple[bytes, str, tuple[int, int]]:
+def _make_thumbnail(source: str) -> Thumbnail:
     """Encode a thumbnail: PNG for masks and transparent images, JPEG for the rest."""
     with warnings.catch_warnings():
         # A decompression-bomb-sized file is refused instead of decoded into memory.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with open_input(source) as fh, Image.open(fh) as opened:
             opened.draft(opened.mode, (THUMB_MAX_SIDE, THUMB_MAX_SIDE))  # fast JPEG downscale
-            im = ImageOps.exif_transpose(opened)
-            # Bilinear (Pillow widens its support when it shrinks, so it is antialiased, as
-            # `mask_preview` uses it): the resize is most of a thumbnail's cost, and bilinear
-            # takes ~40 % less of it than bicubic (Lanczos costs more still), with no
-            # difference that shows at preview size.
-            im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.BILINEAR)
+            return thumbnail_of(opened)
+
+
+def thumbnail_of(im: Image.Image) -> Thumbnail:
+    """The thumbnail of the picture `im` (which it turns and shrinks in place: pass one that is
+    not used afterwards), as the gallery stores it: (bytes, file suffix, size)."""
+    # Turned in place: the copy `exif_transpose` returns otherwise (of every picture, turned or
+    # not) cost half as much again as the decode.
+    ImageOps.exif_transpose(im, in_place=True)
+    # Bilinear (Pillow widens its support when it shrinks, so it is antialiased, as
+    # `mask_preview` uses it): the resize is most of a thumbnail's cost, and bilinear takes
+    # ~40 % less of it than bicubic (Lanczos costs more still), with no difference that shows
+    # at preview size.
+    im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.BILINEAR)
     if im.mode in ("1", "L", "I", "I;16", "F"):
         im, fmt, suffix = im.convert("L"), "PNG", ".png"
     elif im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:

@@ -27,6 +27,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from inpaint_flows.client import NovitaClient
 from inpaint_flows.errors import (
@@ -49,7 +50,11 @@ from inpaint_flows.models import Job, JobStatus, ResultImage
 from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.payload import encode_payload
 from inpaint_flows.polling import PollPlanner
-from inpaint_flows.result_images import validate_result_image
+from inpaint_flows.result_images import (
+    ResultPreviews,
+    checked_result_preview,
+    validate_result_image,
+)
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
@@ -103,6 +108,8 @@ class JobRunner:
         locks: The run's per-content locks.
         submitting: Submits that may be out at once (each holds its image as base64).
         api: Which API this is, for the report ("local (OpenCV) http://...", "novita").
+        previews: Made from each downloaded result's pixels while its check decodes them (the
+            gallery's thumbnails), so nothing decodes a result a second time.
     """
 
     def __init__(
@@ -117,6 +124,7 @@ class JobRunner:
         submitting: asyncio.Semaphore | None = None,
         tuning: Tuning = Tuning(),
         api: str | None = None,
+        previews: ResultPreviews[Any] | None = None,
     ) -> None:
         self.client = client
         self.ledger = ledger
@@ -129,6 +137,7 @@ class JobRunner:
         self.submitting = submitting or asyncio.Semaphore(1_000_000)
         self.api = api
         self.output = output
+        self.previews = previews
         # Entries changed in memory only (a finished poll's tallies), until the next write.
         self._unsaved: dict[str, LedgerEntry] = {}
 
@@ -385,7 +394,7 @@ class JobRunner:
         while index < len(record.images):
             image = record.images[index]
             try:
-                data, fmt = await self._fetch_valid(record, image)
+                data, fmt, preview = await self._fetch_valid(record, image)
             except DownloadError as exc:
                 if exc.reason == "CORRUPT_RESULT_IMAGE":
                     # The task's stored result is damaged: fetching it again cannot help, so
@@ -404,6 +413,8 @@ class JobRunner:
             suffix = f"_{index + 1}" if multi else ""
             rel = f"{record.job.output_stem}{suffix}.{EXTENSIONS[fmt]}"
             await self.output.write_result(rel, data)
+            if preview is not None and self.previews is not None:
+                self.previews.keep(rel, preview)
             outputs.append(rel)
             sizes.append(len(data))
             index += 1
@@ -420,14 +431,20 @@ class JobRunner:
         )
         return record, False
 
-    async def _fetch_valid(self, record: JobRecord, image: ResultImage) -> tuple[bytes, str]:
+    async def _fetch_valid(
+        self, record: JobRecord, image: ResultImage
+    ) -> tuple[bytes, str, object | None]:
+        """A result's bytes, proved whole by a full decode, its format and its preview."""
         last: Exception | None = None
         for attempt in range(self.tuning.download_attempts):
             data = await self.client.download(image.image_url)
             try:
                 # The full decode (~3 ms for a 384 px PNG) runs off the event loop, as above.
-                fmt, _, _ = await asyncio.to_thread(validate_result_image, data)
-                return data, fmt
+                if self.previews is None:
+                    fmt, _, _ = await asyncio.to_thread(validate_result_image, data)
+                    return data, fmt, None
+                fmt, preview = await asyncio.to_thread(checked_result_preview, data, self.previews)
+                return data, fmt, preview
             except ImageError as exc:
                 last = exc
                 await asyncio.sleep(min(2.0, 0.2 * 2**attempt))

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import io
+import logging
+from typing import Protocol, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
 from inpaint_flows.contract import MAX_PIXELS
 from inpaint_flows.errors import ImageError
 from inpaint_flows.pictures import ACCEPTED_FORMATS
+
+logger = logging.getLogger(__name__)
+P = TypeVar("P")
+
+
+class ResultPreviews(Protocol[P]):
+    """Previews made from a downloaded result's pixels while they are decoded for its check, so
+    they need no decode of their own (the gallery's thumbnails: `inpaint_flows.finishing`)."""
+
+    def make(self, image: Image.Image) -> P:
+        """A preview of the decoded, checked `image` (it may be changed: it is not used again).
+        Runs in a worker thread."""
+        ...
+
+    def keep(self, rel: str, preview: P) -> None:
+        """The preview of the result just written as `rel` (output-folder relative)."""
+        ...
 
 
 def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> tuple[str, int, int]:
@@ -19,11 +38,35 @@ def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> t
     decodes but lacks its end marker (PNG IEND, JPEG EOI, WEBP's declared length) counts as cut
     short, since a download that stopped early must be fetched again.
     """
+    fmt, img = _decoded(data, max_pixels)
+    with img:
+        return fmt, *img.size
+
+
+def checked_result_preview(
+    data: bytes, previews: ResultPreviews[P], *, max_pixels: int = 4 * MAX_PIXELS
+) -> tuple[str, P | None]:
+    """`validate_result_image`, and a preview made from the pixels it decoded: (format, preview).
+
+    The preview is None when making it failed: it is only a cache, and the result is whole.
+    """
+    fmt, img = _decoded(data, max_pixels)
+    with img:
+        try:
+            return fmt, previews.make(img)
+        except Exception:  # remade from the file when the gallery needs it
+            logger.debug("no preview of a %s result (%d bytes)", fmt, len(data), exc_info=True)
+            return fmt, None
+
+
+def _decoded(data: bytes, max_pixels: int) -> tuple[str, Image.Image]:
+    """(format, the result's image, loaded; the caller closes it), or the `ImageError`."""
     reason = "INVALID_RESULT_IMAGE"
     if not data:
         raise ImageError("The result image is empty (0 bytes).", reason=reason)
     try:
-        with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as img:
+        img = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
+        try:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(
@@ -32,12 +75,15 @@ def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> t
                 )
             img.load()
             fmt = "jpeg" if img.format in ("JPEG", "MPO") else str(img.format).lower()
-        if not _ends_whole(fmt, data):
-            raise ImageError(
-                f"The result image ({fmt}, {len(data)} bytes) lacks its end marker: the download"
-                " was cut short.",
-                reason=reason,
-            )
+            if not _ends_whole(fmt, data):
+                raise ImageError(
+                    f"The result image ({fmt}, {len(data)} bytes) lacks its end marker: the"
+                    " download was cut short.",
+                    reason=reason,
+                )
+        except BaseException:
+            img.close()
+            raise
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -52,7 +98,7 @@ def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> t
         raise ImageError(
             f"The result image ({len(data)} bytes) is damaged or truncated: {exc}.", reason=reason
         ) from exc
-    return fmt, width, height
+    return fmt, img
 
 
 def _ends_whole(fmt: str, data: bytes) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inpaint_flows import gallery
 from inpaint_flows.batch import open_run
 from inpaint_flows.endpoint import Endpoint
 from inpaint_flows.finalize import finalize_report
@@ -86,6 +87,40 @@ async def test_each_finished_jobs_thumbnails_are_made_before_the_gallery(
     shutil.rmtree(out / THUMBS_DIR)
     scratch = write_gallery(outcomes, out, title="t").read_text(encoding="utf-8")
     assert scratch == page
+    assert {p.name: p.read_bytes() for p in (out / THUMBS_DIR).iterdir()} == early
+
+
+async def test_results_thumbnails_come_from_the_download_check_not_a_second_decode(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    states = _states()
+    opened: list[str] = []
+    make_from_file = gallery._make_thumbnail
+
+    def spy(source: str) -> gallery.Thumbnail:
+        opened.append(source)
+        return make_from_file(source)
+
+    monkeypatch.setattr(gallery, "_make_thumbnail", spy)
+    async with (
+        JobFinisher(out) as finisher,
+        open_run(*_settings(server, out), previews=finisher) as run,
+    ):
+        done = await run_and_finish(run, states, finisher)
+        await finisher.drain()
+
+    outcomes = [s.outcome for s in done if s.outcome]
+    results = {str(out / rel) for o in outcomes for rel in o.outputs}
+    assert len(results) == len(states)
+    assert len(_thumbs(out)) == 3 * len(states)  # original, mask, result for every row
+    assert not results & set(opened)  # no result file was opened to make its thumbnail
+    assert len(opened) == 2 * len(states)  # the inputs were
+    # ... and the gallery shows the same thumbnails as one made from the files at the end.
+    early = {p.name: p.read_bytes() for p in (out / THUMBS_DIR).iterdir()}
+    page = write_gallery(outcomes, out, title="t", thumbnails=finisher.thumbnails).read_text()
+    shutil.rmtree(out / THUMBS_DIR)
+    assert write_gallery(outcomes, out, title="t").read_text() == page
     assert {p.name: p.read_bytes() for p in (out / THUMBS_DIR).iterdir()} == early
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from inpaint_flows.errors import ImageError
-from inpaint_flows.result_images import validate_result_image
+from inpaint_flows.result_images import checked_result_preview, validate_result_image
 
 
 def _encoded(img: Image.Image, fmt: str, **kwargs: Any) -> bytes:
@@ -53,3 +53,38 @@ def test_validate_result_image_refuses_oversized_results() -> None:
     data = _encoded(Image.new("L", (100, 100)), "PNG")
     with pytest.raises(ImageError, match="more than"):
         validate_result_image(data, max_pixels=9_999)
+
+
+class _Sizes:
+    """Previews that record what they were given (a `ResultPreviews`)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.kept: dict[str, tuple[int, int]] = {}
+
+    def make(self, image: Image.Image) -> tuple[int, int]:
+        if self.fail:
+            raise OSError("disk full")
+        assert image.getpixel((0, 0)) == (255, 0, 0)  # decoded pixels, not just a header
+        return image.size
+
+    def keep(self, rel: str, preview: tuple[int, int]) -> None:
+        self.kept[rel] = preview
+
+
+def test_a_preview_is_made_from_the_pixels_the_check_decoded() -> None:
+    data = _encoded(Image.new("RGB", (30, 20), "red"), "PNG")
+    assert checked_result_preview(data, _Sizes()) == ("png", (30, 20))
+
+
+def test_a_preview_that_fails_is_only_missing_the_result_still_counts_as_whole() -> None:
+    data = _encoded(Image.new("RGB", (30, 20), "red"), "PNG")
+    assert checked_result_preview(data, _Sizes(fail=True)) == ("png", None)
+
+
+def test_a_damaged_result_gets_no_preview_and_its_error() -> None:
+    data = _encoded(Image.new("RGB", (30, 20)), "PNG")[:-12]
+    previews = _Sizes()
+    with pytest.raises(ImageError, match="end marker") as caught:
+        checked_result_preview(data, previews)
+    assert caught.value.reason == "INVALID_RESULT_IMAGE"
