@@ -29,7 +29,7 @@ from inpaint_flows import canary, progress
 from inpaint_flows.client import DEFAULT_BASE_URL
 from inpaint_flows.interrupts import heed_sigint
 from inpaint_flows.locations import is_remote, parent_of
-from inpaint_flows.memory import release_large_buffers
+from inpaint_flows.memory import keep_memory_flat
 from inpaint_flows.secrets import ENV_VAR
 from inpaint_flows.settings import LOCAL_BASE_URL, BatchSettings
 
@@ -204,10 +204,11 @@ def _run_flow(
 @app.callback()
 def _quiet_prefect() -> None:
     """Runs before any command: this machine may be offline, so no telemetry attempts; and
-    image-sized buffers go back to the OS as they are freed (memory stays flat in a batch)."""
+    image-sized buffers go back to the OS as they are freed and threads share two malloc arenas
+    (memory stays flat in a batch)."""
     for key, value in ANALYTICS_OFF.items():
         os.environ.setdefault(key, value)
-    release_large_buffers()
+    keep_memory_flat()
 
 
 @app.command()

@@ -47,6 +47,7 @@ from inpaint_flows.finalize import BatchReport, GalleryLink
 from inpaint_flows.finishing import JobFinisher
 from inpaint_flows.gallery import Thumbnailer
 from inpaint_flows.locations import use_storage_block
+from inpaint_flows.memory import keep_memory_flat
 from inpaint_flows.models import RERUN_STATUSES, Job, JobOutcome
 from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.pacing import RateLimiter
@@ -204,6 +205,7 @@ async def inpaint_batch(
     """
     logger = get_run_logger()
     started = time.monotonic()
+    keep_memory_flat()  # also when a worker or a served deployment runs the flow, not the CLI
 
     async def find_jobs(settings: BatchSettings) -> list[Job]:
         jobs: list[Job] = await discover(

@@ -12,6 +12,14 @@ process peaked ~90 MB higher that way, and kept growing with the batch.
 affects glibc (Linux); elsewhere it does nothing. Setting the environment variable
 `MALLOC_MMAP_THRESHOLD_` before the process starts has the same effect and wins, since a value
 set there is respected.
+
+`share_arenas()` caps glibc's arenas (one per thread that allocates at once, up to 8 per core):
+a batch decodes and checks images in several worker threads, and each thread's arena keeps its
+own freed holes. Measured the same way (1 MP jobs, N = 300): peak RSS 330 → 287 MB with two
+arenas. `MALLOC_ARENA_MAX` set before the process starts wins here too.
+
+`keep_memory_flat()` does both; the CLI calls it first thing, and the batch flows at their start,
+since a flow run by a worker or a served deployment never passes through the CLI.
 """
 
 from __future__ import annotations
@@ -21,10 +29,19 @@ import ctypes.util
 import os
 import sys
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers
+M_ARENA_MAX = -8
 LARGE_BUFFER_BYTES = 256 * 1024
+ARENAS = 2
 
 _done = False
+_arenas_done = False
+
+
+def keep_memory_flat() -> None:
+    """`release_large_buffers()` and `share_arenas()`: what a batch process needs, once."""
+    release_large_buffers()
+    share_arenas()
 
 
 def release_large_buffers(threshold: int = LARGE_BUFFER_BYTES) -> bool:
@@ -34,9 +51,25 @@ def release_large_buffers(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     `MALLOC_MMAP_THRESHOLD_`.
     """
     global _done
-    if _done:
-        return True
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if not _done:
+        _done = _mallopt(M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_")
+    return _done
+
+
+def share_arenas(arenas: int = ARENAS) -> bool:
+    """At most `arenas` malloc arenas for the threads created from now on; True if applied.
+
+    Safe to call more than once; a no-op off glibc or when the environment already sets
+    `MALLOC_ARENA_MAX`.
+    """
+    global _arenas_done
+    if not _arenas_done:
+        _arenas_done = _mallopt(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX")
+    return _arenas_done
+
+
+def _mallopt(parameter: int, value: int, environment_name: str) -> bool:
+    if not sys.platform.startswith("linux") or environment_name in os.environ:
         return False
     name = ctypes.util.find_library("c")
     if name is None:
@@ -48,5 +81,4 @@ def release_large_buffers(threshold: int = LARGE_BUFFER_BYTES) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    _done = bool(mallopt(M_MMAP_THRESHOLD, threshold))
-    return _done
+    return bool(mallopt(parameter, value))

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from inpaint_flows import memory
 from inpaint_flows.batch import open_run, submit_slots_for
 from inpaint_flows.chunking import (
     PER_FILE_UP_TO,
@@ -125,11 +124,6 @@ async def test_in_flight_limit_holds_across_chunks(
     assert peak == 2
     counts = job_counts(server)
     assert counts.submits_per_job == [1, 1, 1, 1]
-
-
-def test_release_large_buffers_is_idempotent() -> None:
-    first = memory.release_large_buffers()
-    assert memory.release_large_buffers() == first
 
 
 @pytest.fixture
