@@ -34,8 +34,7 @@ M_ARENA_MAX = -8
 LARGE_BUFFER_BYTES = 256 * 1024
 ARENAS = 2
 
-_done = False
-_arenas_done = False
+_applied: dict[int, bool] = {}  # by mallopt parameter
 
 
 def keep_memory_flat() -> None:
@@ -50,10 +49,7 @@ def release_large_buffers(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     Safe to call more than once; a no-op off glibc or when the environment already sets
     `MALLOC_MMAP_THRESHOLD_`.
     """
-    global _done
-    if not _done:
-        _done = _mallopt(M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_")
-    return _done
+    return _set_once(M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_")
 
 
 def share_arenas(arenas: int = ARENAS) -> bool:
@@ -62,10 +58,13 @@ def share_arenas(arenas: int = ARENAS) -> bool:
     Safe to call more than once; a no-op off glibc or when the environment already sets
     `MALLOC_ARENA_MAX`.
     """
-    global _arenas_done
-    if not _arenas_done:
-        _arenas_done = _mallopt(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX")
-    return _arenas_done
+    return _set_once(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX")
+
+
+def _set_once(parameter: int, value: int, environment_name: str) -> bool:
+    if not _applied.get(parameter):
+        _applied[parameter] = _mallopt(parameter, value, environment_name)
+    return _applied[parameter]
 
 
 def _mallopt(parameter: int, value: int, environment_name: str) -> bool:
