@@ -22,9 +22,9 @@ The schedule of one task, with `E` the median of recent observed durations:
 Before any task of the run has finished, its first `SCOUTS` tasks poll on a coarser tail rule
 (0.5, 1, 1.5, 2.0, 2.7, 3.7, 5.0, 6.7 s for a 6 s task: 8 polls) and every other task polls at
 2, 3, 4.5, 6.75 s (4 polls), since what the scouts learn serves it. When the API does
-give a positive `eta` (whole seconds, rounded up), the next poll falls within its last second,
-where the rule above aims; when it reports its own timings, they are learnt as well (they are
-exact).
+give a positive `eta` (whole seconds, rounded up), the next poll waits for it, or less when
+the learnt estimate puts the task's end within its last second; when it reports its own
+timings, they are learnt as well (they are exact).
 
 Measured in tests/benchmarks/bench_pipeline.py (`--only polling`): see README, Performance.
 """
@@ -104,13 +104,16 @@ class PollPlanner:
     ) -> float:
         """Seconds to wait after a poll that found the task `elapsed_s` after its submit still
         running; `eta` is the API's own estimate, used when it says something (> 0)."""
-        aim = self._aim(elapsed_s, scout)
         if eta is not None and eta > 0:
-            # `eta` is whole seconds, rounded up: the task ends within (eta - 1, eta]. Within
-            # that window the run's own rule decides (a 0.9 s task polled at 0.86 s with eta 1
-            # is fetched ~0.25 s later, not a whole second later); a wait never passes eta.
-            return self._clamp(min(float(eta), max(float(eta) - 1.0, aim)))
-        return self._clamp(aim)
+            # `eta` is whole seconds, rounded up: the task ends within (eta - 1, eta]. When the
+            # run's estimate puts the end inside that second, the poll goes there (a 0.9 s task
+            # polled at 0.86 s with eta 1 is fetched ~0.25 s later, not a whole second later);
+            # otherwise the server knows better (a queue, a slow task): wait the eta.
+            expected = None if self._estimate is None else self._estimate - elapsed_s
+            if expected is not None and eta - 1 < expected <= eta:
+                return self._clamp(expected)
+            return self._clamp(float(eta))
+        return self._clamp(self._aim(elapsed_s, scout))
 
     def _aim(self, elapsed_s: float, scout: bool) -> float:
         """The wait the run's own observations call for (unclamped), whatever the API says."""

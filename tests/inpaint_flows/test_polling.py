@@ -48,14 +48,16 @@ def test_before_anything_is_known_a_few_scouts_poll_closely_the_rest_back_off() 
     assert fresh.next_wait_s(8.0, eta=0) == pytest.approx(UNKNOWN_TAIL * 8.0)  # a share of it
 
 
-def test_a_positive_eta_is_followed_within_its_last_second() -> None:
+def test_an_eta_is_waited_unless_the_estimate_ends_the_task_in_its_last_second() -> None:
     p = planner()
     p.observe(3.0)
-    # The API knows best that the task is far from done (queued): within (eta - 1, eta].
-    assert p.next_wait_s(1.0, eta=4) == 3.0
+    # The estimate says 2 s more, the API 3-4 s more (a queue): the API knows best.
+    assert p.next_wait_s(1.0, eta=4) == 4.0
     assert p.next_wait_s(1.0, eta=60) == MAX_S
-    # Nothing learnt yet: the scouts' rule, kept within the eta's second.
-    assert planner().next_wait_s(1.0, eta=3) == 2.0
+    assert p.next_wait_s(5.0, eta=2) == 2.0  # past the estimate: a slow task
+    assert planner().next_wait_s(1.0, eta=3) == 3.0  # nothing learnt yet
+    # The estimate puts the end 1.5 s ahead, inside the eta's last second (1, 2]: aimed at.
+    assert p.next_wait_s(1.5, eta=2) == pytest.approx(1.5)
 
 
 def test_an_eta_rounded_up_to_one_second_does_not_cost_a_second() -> None:
