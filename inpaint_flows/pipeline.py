@@ -50,11 +50,7 @@ from inpaint_flows.models import Job, JobStatus, ResultImage
 from inpaint_flows.output_folder import OutputFolder
 from inpaint_flows.payload import encode_payload
 from inpaint_flows.polling import PollPlanner
-from inpaint_flows.result_images import (
-    ResultPreviews,
-    checked_result_preview,
-    validate_result_image,
-)
+from inpaint_flows.result_images import ResultPreviews, checked_result_preview
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
@@ -440,9 +436,6 @@ class JobRunner:
             data = await self.client.download(image.image_url)
             try:
                 # The full decode (~3 ms for a 384 px PNG) runs off the event loop, as above.
-                if self.previews is None:
-                    fmt, _, _ = await asyncio.to_thread(validate_result_image, data)
-                    return data, fmt, None
                 fmt, preview = await asyncio.to_thread(checked_result_preview, data, self.previews)
                 return data, fmt, preview
             except ImageError as exc:

@@ -44,14 +44,17 @@ def validate_result_image(data: bytes, *, max_pixels: int = 4 * MAX_PIXELS) -> t
 
 
 def checked_result_preview(
-    data: bytes, previews: ResultPreviews[P], *, max_pixels: int = 4 * MAX_PIXELS
+    data: bytes, previews: ResultPreviews[P] | None, *, max_pixels: int = 4 * MAX_PIXELS
 ) -> tuple[str, P | None]:
     """`validate_result_image`, and a preview made from the pixels it decoded: (format, preview).
 
-    The preview is None when making it failed: it is only a cache, and the result is whole.
+    The preview is None without `previews`, or when making it failed: it is only a cache, and
+    the result is whole.
     """
     fmt, img = _decoded(data, max_pixels)
     with img:
+        if previews is None:
+            return fmt, None
         try:
             return fmt, previews.make(img)
         except Exception:  # remade from the file when the gallery needs it

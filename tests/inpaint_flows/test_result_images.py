@@ -77,6 +77,11 @@ def test_a_preview_is_made_from_the_pixels_the_check_decoded() -> None:
     assert checked_result_preview(data, _Sizes()) == ("png", (30, 20))
 
 
+def test_without_previews_the_result_is_only_checked() -> None:
+    data = _encoded(Image.new("RGB", (30, 20), "red"), "PNG")
+    assert checked_result_preview(data, None) == ("png", None)
+
+
 def test_a_preview_that_fails_is_only_missing_the_result_still_counts_as_whole() -> None:
     data = _encoded(Image.new("RGB", (30, 20), "red"), "PNG")
     assert checked_result_preview(data, _Sizes(fail=True)) == ("png", None)
