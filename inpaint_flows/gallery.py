@@ -30,7 +30,7 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -42,7 +42,7 @@ from inpaint_flows.errors import ConfigError
 from inpaint_flows.locations import info, is_remote, open_input
 from inpaint_flows.models import JobOutcome, JobStatus
 from inpaint_flows.output_folder import OutputFolder
-from inpaint_flows.storage import StrPath, atomic_write_bytes, atomic_write_text, is_temp_file_of
+from inpaint_flows.storage import StrPath, atomic_text_writer, atomic_write_bytes, is_temp_file_of
 from inpaint_flows.summary import summarize
 
 INDEX_NAME = "index.html"
@@ -119,28 +119,35 @@ def write_gallery(
         )
     if summary.images_per_min is not None:
         facts.append(f"{summary.images_per_min:.2f} images/min")
-    page_rows = [_row(i, o, links, thumbs) for i, o in enumerate(rows, start=1)]
 
-    def render(rows: list[_Row]) -> str:
-        return (
-            _template()
-            .render(
-                title=title,
-                api=api,
-                summary=summary,
-                counts=[(status, n) for status, n in summary.counts.items() if n],
-                count_of=summary.counts,
-                reasons=summary.top_reasons,
-                facts="; ".join(facts),
-                colours=STATUS_COLOURS,
-                rows=rows,
-            )
-            .lstrip()
+    def page_rows() -> Iterator[_Row]:  # made as the page is written, not all kept
+        return (_row(i, o, links, thumbs) for i, o in enumerate(rows, start=1))
+
+    def render(rows: Iterable[_Row], name: str) -> Path:
+        # Written as the template renders it: a page of thousands of rows is never one string.
+        pieces = _template().generate(
+            title=title,
+            api=api,
+            summary=summary,
+            counts=[(status, n) for status, n in summary.counts.items() if n],
+            count_of=summary.counts,
+            reasons=summary.top_reasons,
+            facts="; ".join(facts),
+            colours=STATUS_COLOURS,
+            rows=rows,
         )
+        with atomic_text_writer(root / name) as page:
+            started = False
+            for piece in pieces:
+                if not started:  # the page starts at its first tag
+                    piece = piece.lstrip()
+                    started = bool(piece)
+                page.write(piece)
+        return root / name
 
-    path = atomic_write_text(root / INDEX_NAME, render(page_rows))
+    path = render(page_rows(), INDEX_NAME)
     if signed is not None:
-        atomic_write_text(root / SHARED_NAME, render([_signed(r, signed) for r in page_rows]))
+        render((_signed(r, signed) for r in page_rows()), SHARED_NAME)
     thumbs.prune()
     return path
 

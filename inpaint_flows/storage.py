@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 StrPath = str | os.PathLike[str]
 
@@ -80,6 +81,19 @@ def atomic_write_bytes(path: StrPath, data: bytes, *, durable: bool = True) -> P
     with atomic_writer(path, durable=durable) as fh:
         fh.write(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_text_writer(path: StrPath, *, encoding: str = "utf-8") -> Iterator[TextIO]:
+    """`atomic_writer` for text written piece by piece (newlines untouched): a long report or
+    page is never one string in memory."""
+    with atomic_writer(path) as fh:
+        text = io.TextIOWrapper(fh, encoding=encoding, newline="")
+        try:
+            yield text
+        finally:
+            text.flush()
+            text.detach()  # the binary file is `atomic_writer`'s to close
 
 
 def atomic_write_text(path: StrPath, text: str, *, encoding: str = "utf-8") -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +14,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inpaint_flows import report as report_module
 from inpaint_flows import storage
 from inpaint_flows.contract import SAMPLERS
 from inpaint_flows.models import Embedding, InpaintParams, JobOutcome, JobStatus, LoRA
 from inpaint_flows.report import (
     COLUMNS,
+    ROWS_PER_WRITE,
     merge_outcomes,
     outcomes_from_frame,
     outcomes_to_frame,
     read_report,
     write_report,
+    write_report_rows,
 )
 from inpaint_flows.summary import summarize
 
@@ -372,22 +374,34 @@ def test_crash_during_write_keeps_previous_report(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv", "report.parquet"]
 
 
-def test_crash_while_encoding_keeps_previous_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_crash_while_writing_keeps_previous_report(tmp_path: Path) -> None:
     old = write_report(outcomes_to_frame([outcome("old.png")]), tmp_path)
-    old_csv = old.csv.read_bytes()
+    before = (old.csv.read_bytes(), old.parquet.read_bytes())
 
-    def half_written(path: Path, text: str) -> Path:
-        with storage.atomic_writer(path) as fh:
-            fh.write(text[: len(text) // 2].encode())
-            raise KeyboardInterrupt  # killed mid-write
+    def rows_then_killed() -> Iterator[JobOutcome]:
+        for i in range(ROWS_PER_WRITE + 10):  # the first rows are already in both files
+            yield outcome(f"{i}.png")
+        raise KeyboardInterrupt  # killed mid-write
 
-    monkeypatch.setattr(report_module, "atomic_write_text", half_written)
     with pytest.raises(KeyboardInterrupt):
-        write_report(outcomes_to_frame(TRICKY), tmp_path)
-    assert old.csv.read_bytes() == old_csv
+        write_report_rows(rows_then_killed(), tmp_path)
+    assert (old.csv.read_bytes(), old.parquet.read_bytes()) == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_rows_written_a_few_at_a_time_give_the_same_report(tmp_path: Path) -> None:
+    rows = [*TRICKY, *(outcome(f"{i}.png") for i in range(2 * ROWS_PER_WRITE + 3))]
+    whole = write_report(outcomes_to_frame(rows), tmp_path / "whole")
+    streamed = write_report_rows(iter(rows), tmp_path / "streamed")
+    assert streamed.csv.read_bytes() == whole.csv.read_bytes()
+    for path in (streamed.csv, streamed.parquet):
+        assert outcomes_from_frame(read_report(path)) == rows
+    empty = write_report_rows([], tmp_path / "empty")
+    assert (
+        empty.csv.read_bytes()
+        == write_report(outcomes_to_frame([]), tmp_path / "e").csv.read_bytes()
+    )
+    assert list(read_report(empty.parquet).columns) == list(COLUMNS)
 
 
 # --------------------------------------------------------------------------- merge
