@@ -3,10 +3,11 @@
 A batch spends most of its time waiting: on the API's tasks, on downloads. The gallery's
 thumbnails (original, mask, results: a decode, a resize and an encode each) used to be made
 after the last download, all at once: ~12 s for 800 photo-sized rows, on the critical path of
-every run. `JobFinisher` makes a job's input thumbnails as it starts and its result's as soon
-as it is final, in one worker thread, so at the end `write_gallery` only renders the page from
-the thumbnails already made. A result's thumbnail is made from the pixels its download's check
-decoded (the finisher is the run's `ResultPreviews`), so no result is decoded twice.
+every run. `JobFinisher` makes a job's input thumbnails as it starts and its result's (and its
+gallery row) as soon as it is final, in one worker thread, so at the end `write_gallery` only
+puts the page together from the rows already rendered. A result's thumbnail is made from the
+pixels its download's check decoded (the finisher is the run's `ResultPreviews`), so no result
+is decoded twice.
 
 One thread, not a pool: the work is CPU, it must not crowd out the event loop that keeps the
 other jobs polling, and one queue keeps the `Thumbnailer` single-threaded. Each queued item is

@@ -3,8 +3,8 @@
 `index.html` shows, per input, the original, the mask and the result(s) side by side, with the
 status, the reason and message, the task id and the latency. The page is one file with inline
 CSS, no script and no external URL, and every link is relative, so the output folder can be
-zipped, moved or served as it is. It is rendered from `templates/gallery.html.j2` with Jinja2's
-autoescape: every value is text, whatever a file name holds.
+zipped, moved or served as it is. It is rendered from `templates/gallery.html.j2` (each row from
+`gallery_row.html.j2`) with Jinja2's autoescape: every value is text, whatever a file name holds.
 
 Thumbnails (longest side 256 px) are made from the files themselves and written to `_thumbs/`.
 They are named by a hash of the source file's path, size and modification time, so writing the
@@ -15,10 +15,12 @@ the gallery is most useful exactly when inputs are broken.
 A relative input path is taken from the current directory, as the pipeline reads it. A relative
 output path is looked up under the output folder first (where results live), then there.
 
-A run makes each row's thumbnails as its job finishes (`Thumbnailer.prepare`, called from
-`inpaint_flows.finishing` while other jobs wait on the API) and hands the same `Thumbnailer` to
-`write_gallery`, which then only renders the page: after the last download nothing is decoded.
-The page is the same either way, since a thumbnail's name and size follow from its file alone.
+A run makes each row's thumbnails, and renders the row, as its job finishes
+(`Thumbnailer.prepare`, called from `inpaint_flows.finishing` while other jobs wait on the API),
+and hands the same `Thumbnailer` to `write_gallery`, which then only puts the page together:
+after the last download nothing is decoded, and only rows that changed since (or whose
+thumbnails went missing) are rendered. The page is the same either way, byte for byte, since a
+thumbnail's name and size follow from its file alone.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import jinja2
+from markupsafe import Markup
 from PIL import Image, ImageOps
 
 from inpaint_flows.errors import ConfigError
@@ -123,7 +126,11 @@ def write_gallery(
     def page_rows() -> Iterator[_Row]:  # made as the page is written, not all kept
         return (_row(i, o, links, thumbs) for i, o in enumerate(rows, start=1))
 
-    def render(rows: Iterable[_Row], name: str) -> Path:
+    def page_html() -> Iterator[Markup]:
+        # Rows rendered as their jobs finished (`Thumbnailer.prepare`) are used as they are.
+        return (thumbs.row_html(i, o, links) for i, o in enumerate(rows, start=1))
+
+    def render(rows: Iterable[Markup], name: str) -> Path:
         # Written as the template renders it: a page of thousands of rows is never one string.
         pieces = _template().generate(
             title=title,
@@ -145,22 +152,41 @@ def write_gallery(
                 page.write(piece)
         return root / name
 
-    path = render(page_rows(), INDEX_NAME)
+    path = render(page_html(), INDEX_NAME)
     if signed is not None:
-        render((_signed(r, signed) for r in page_rows()), SHARED_NAME)
+        render((_html(_signed(r, signed)) for r in page_rows()), SHARED_NAME)
     thumbs.prune()
     return path
 
 
 @functools.cache
-def _template() -> jinja2.Template:
-    env = jinja2.Environment(
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("inpaint_flows", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    return env.get_template("gallery.html.j2")
+
+
+def _template() -> jinja2.Template:
+    return _templates().get_template("gallery.html.j2")
+
+
+_ROW_ZERO = '<tr id="row-0"'  # how a row rendered before its place on the page is known starts
+
+
+def _html(row: _Row) -> Markup:
+    """`row` as the page shows it (`templates/gallery_row.html.j2`)."""
+    html = _templates().get_template("gallery_row.html.j2").render(row=row, colours=STATUS_COLOURS)
+    return Markup(html)
+
+
+def _numbered(html: str, index: int) -> Markup:
+    """A row rendered as row 0 (`_html(replace(row, index=0))`), as row `index`."""
+    if not html.startswith(_ROW_ZERO):
+        raise ValueError("not a gallery row rendered as row 0")
+    return Markup(f'<tr id="row-{index}"{html[len(_ROW_ZERO) :]}')
 
 
 # --------------------------------------------------------------------------- thumbnails
@@ -184,9 +210,15 @@ class Thumbnailer:
         self.made: set[str] = set()  # written by this run (what a bucket's copy lacks)
         self._known: dict[tuple[str, int, str], _Thumb] = {}
         self._real = _RealPaths()
+        # Each prepared row, rendered as row 0, by input name: (the outcome's hash, its HTML,
+        # the thumbnails it shows). ~1.2 KB per job, so that after the last download the page
+        # is only put together (rendering 800 rows took ~0.2 s there).
+        self._rows: dict[str, tuple[int, str, tuple[_Thumb, ...]]] = {}
+        self._links: _Links | None = None
 
     def prepare(self, outcome: JobOutcome, made: Mapping[str, Thumbnail] | None = None) -> None:
-        """Make the thumbnails `outcome`'s gallery row shows (original, mask, results).
+        """Make the thumbnails `outcome`'s gallery row shows (original, mask, results), and
+        the row itself, kept for `write_gallery` while `outcome` is the row's.
 
         `made`: results' thumbnails already made from their pixels (`thumbnail_of`, while the
         download was checked), by output path: written as they are, not decoded again.
@@ -196,6 +228,25 @@ class Thumbnailer:
             self.thumb(outcome.mask_path)
         for path in outcome.outputs:
             self.thumb(path, output=True, made=(made or {}).get(path))
+        if self._links is None:
+            self._links = _Links(self.output)
+        row = _row(0, outcome, self._links, self)
+        shown = [row.original, row.mask, *(r.thumb for r in row.results)]
+        thumbs = tuple(t for t in shown if isinstance(t, _Thumb))
+        self._rows[outcome.name] = (hash(outcome), _html(row), thumbs)
+
+    def row_html(self, index: int, outcome: JobOutcome, links: _Links) -> Markup:
+        """`outcome`'s row as row `index` of the page: the one `prepare` rendered if `outcome`
+        has not changed since and its thumbnails are still there, else rendered now."""
+        kept = self._rows.get(outcome.name)
+        if kept is not None:
+            fingerprint, html, thumbs = kept
+            if fingerprint == hash(outcome) and all(
+                os.path.isfile(os.path.join(self.root, t.src)) for t in thumbs
+            ):
+                self.used.update(t.src.rpartition("/")[2] for t in thumbs)
+                return _numbered(html, index)
+        return _html(_row(index, outcome, links, self))
 
     def thumb(
         self, path_text: str, *, output: bool = False, made: Thumbnail | None = None
@@ -203,7 +254,7 @@ class Thumbnailer:
         if output and self.output.remote:
             source = self.output.location(path_text)
         else:
-            source = str(_locate(path_text, self.root)) if output else path_text
+            source = _locate(path_text, self.root) if output else path_text
         try:
             seen = _identity(source, self._real)
         except (OSError, ConfigError) as exc:
@@ -212,7 +263,7 @@ class Thumbnailer:
             return _Missing(f"cannot read {path_text}: not a file")
         # The same file, unchanged since its thumbnail was made or found: no decode, no hash.
         known = self._known.get(seen)
-        if known is not None and (self.root / known.src).is_file():
+        if known is not None and os.path.isfile(os.path.join(self.root, known.src)):
             self.used.add(known.src.rpartition("/")[2])
             return known
         found = self._find_or_make(source, seen, made)
@@ -315,13 +366,14 @@ def _why(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
-def _locate(path_text: str, root: Path) -> Path:
-    """An output's file: absolute as is, else under the output folder, else the current dir."""
-    path = Path(path_text)
-    if path.is_absolute():
-        return path
-    under_root = root / path
-    return under_root if under_root.exists() else path
+def _locate(path_text: str, root: Path) -> str:
+    """An output's file: absolute as is, else under the output folder, else the current dir.
+
+    (String paths: a page asks for thousands, and `pathlib` cost more than the `stat`.)"""
+    if os.path.isabs(path_text):
+        return path_text
+    under_root = os.path.join(root, path_text)
+    return under_root if os.path.exists(under_root) else path_text
 
 
 def _make_thumbnail(source: str) -> Thumbnail:
@@ -435,7 +487,7 @@ class _Links:
 
     def __init__(self, output: OutputFolder) -> None:
         self.output = output
-        self.real_root = output.work.resolve()  # resolved once per page
+        self.real_root = os.path.join(output.work.resolve(), "")  # once per page, with its "/"
         self._real = _RealPaths()
 
     def inside(self, path_text: str) -> str | None:
@@ -443,9 +495,8 @@ class _Links:
             if self.output.result_size(path_text) is None:
                 return None
             return quote(path_text, safe="/")
-        target = Path(self._real(_locate(path_text, self.output.work)))
-        try:
-            relative = target.relative_to(self.real_root)
-        except ValueError:
+        target = self._real(_locate(path_text, self.output.work))
+        if not target.startswith(self.real_root):
             return None  # a link leaving the folder would break when the folder moves
-        return quote(relative.as_posix(), safe="/") if target.is_file() else None
+        relative = target[len(self.real_root) :].replace(os.sep, "/")
+        return quote(relative, safe="/") if os.path.isfile(target) else None

@@ -316,3 +316,39 @@ def test_real_paths_resolve_like_realpath_with_each_folder_resolved_once(
     paths = ["linked/a.png", str(tmp_path / "linked" / "b.png"), "linked/c.png", "real/none.png"]
     real = gallery._RealPaths()
     assert [real(p) for p in paths] == [os.path.realpath(p) for p in paths]
+
+
+def test_rows_rendered_as_jobs_finish_make_the_same_page_and_stale_ones_are_redone(
+    batch: tuple[list[JobOutcome], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcomes, out = batch
+    scratch = write_gallery(outcomes, out, title="t").read_text(encoding="utf-8")
+    shutil.rmtree(out / gallery.THUMBS_DIR)
+
+    thumbs = gallery.Thumbnailer(out)
+    for outcome in outcomes:  # as the run's finisher does, job by job
+        thumbs.prepare(outcome)
+    rendered: list[str] = []
+    render_row = gallery._row
+
+    def spy(index: int, outcome: JobOutcome, *args: Any) -> Any:
+        rendered.append(outcome.name)
+        return render_row(index, outcome, *args)
+
+    monkeypatch.setattr(gallery, "_row", spy)
+    page = write_gallery(outcomes, out, title="t", thumbnails=thumbs).read_text(encoding="utf-8")
+    assert page == scratch
+    assert rendered == []  # every row was put in as rendered when its job finished
+
+    # The cat's row changed after its job finished (a rerun's row, say): rendered again.
+    changed = [outcomes[0].evolve(message="redone"), *outcomes[1:]]
+    again = write_gallery(changed, out, title="t", thumbnails=thumbs).read_text(encoding="utf-8")
+    assert rendered == [outcomes[0].name]
+    assert "redone" in again and _Page(again).rows == _Page(page).rows
+
+    # A thumbnail a row shows was removed meanwhile (another run's clean-up): made again.
+    shown = _Page(page).srcs[3]  # the second row's original (the cat shows three)
+    (out / unquote(shown)).unlink()
+    rendered.clear()
+    assert write_gallery(outcomes, out, title="t", thumbnails=thumbs).read_text() == page
+    assert rendered == [outcomes[1].name] and (out / unquote(shown)).is_file()
