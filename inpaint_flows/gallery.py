@@ -183,7 +183,7 @@ def _html(row: _Row) -> Markup:
 
 
 def _numbered(html: str, index: int) -> Markup:
-    """A row rendered as row 0 (`_html(replace(row, index=0))`), as row `index`."""
+    """A row rendered as row 0 (`_html` of `_row(0, ...)`), as row `index`."""
     if not html.startswith(_ROW_ZERO):
         raise ValueError("not a gallery row rendered as row 0")
     return Markup(f'<tr id="row-{index}"{html[len(_ROW_ZERO) :]}')
@@ -232,12 +232,17 @@ class Thumbnailer:
             self._links = _Links(self.output)
         row = _row(0, outcome, self._links, self)
         shown = [row.original, row.mask, *(r.thumb for r in row.results)]
+        if any(isinstance(t, _Missing) for t in shown):
+            # A placeholder (a broken input, a preview that could not be written) is tried
+            # again with the page, as before; such rows are few.
+            self._rows.pop(outcome.name, None)
+            return
         thumbs = tuple(t for t in shown if isinstance(t, _Thumb))
         self._rows[outcome.name] = (hash(outcome), _html(row), thumbs)
 
     def row_html(self, index: int, outcome: JobOutcome, links: _Links) -> Markup:
         """`outcome`'s row as row `index` of the page: the one `prepare` rendered if `outcome`
-        has not changed since and its thumbnails are still there, else rendered now."""
+        has not changed since and every thumbnail it shows is still there, else rendered now."""
         kept = self._rows.get(outcome.name)
         if kept is not None:
             fingerprint, html, thumbs = kept

@@ -338,12 +338,16 @@ def test_rows_rendered_as_jobs_finish_make_the_same_page_and_stale_ones_are_redo
     monkeypatch.setattr(gallery, "_row", spy)
     page = write_gallery(outcomes, out, title="t", thumbnails=thumbs).read_text(encoding="utf-8")
     assert page == scratch
-    assert rendered == []  # every row was put in as rendered when its job finished
+    # Every row was put in as rendered when its job finished, but the one showing placeholders
+    # (its files are broken or missing): that one is tried again with the page.
+    broken = outcomes[2].name
+    assert rendered == [broken]
 
     # The cat's row changed after its job finished (a rerun's row, say): rendered again.
     changed = [outcomes[0].evolve(message="redone"), *outcomes[1:]]
+    rendered.clear()
     again = write_gallery(changed, out, title="t", thumbnails=thumbs).read_text(encoding="utf-8")
-    assert rendered == [outcomes[0].name]
+    assert rendered == [outcomes[0].name, broken]
     assert "redone" in again and _Page(again).rows == _Page(page).rows
 
     # A thumbnail a row shows was removed meanwhile (another run's clean-up): made again.
@@ -351,4 +355,4 @@ def test_rows_rendered_as_jobs_finish_make_the_same_page_and_stale_ones_are_redo
     (out / unquote(shown)).unlink()
     rendered.clear()
     assert write_gallery(outcomes, out, title="t", thumbnails=thumbs).read_text() == page
-    assert rendered == [outcomes[1].name] and (out / unquote(shown)).is_file()
+    assert rendered == [outcomes[1].name, broken] and (out / unquote(shown)).is_file()
