@@ -76,6 +76,11 @@ class _Thumb:
     width: int
     height: int
 
+    @property
+    def name(self) -> str:
+        """Its file's name in `_thumbs/` (hex and a suffix: the URL needs no decoding)."""
+        return self.src.rpartition("/")[2]
+
 
 @dataclass(frozen=True)
 class _Missing:
@@ -247,9 +252,9 @@ class Thumbnailer:
         if kept is not None:
             fingerprint, html, thumbs = kept
             if fingerprint == hash(outcome) and all(
-                os.path.isfile(os.path.join(self.root, t.src)) for t in thumbs
+                (self.folder / t.name).is_file() for t in thumbs
             ):
-                self.used.update(t.src.rpartition("/")[2] for t in thumbs)
+                self.used.update(t.name for t in thumbs)
                 return _numbered(html, index)
         return _html(_row(index, outcome, links, self))
 
@@ -269,7 +274,7 @@ class Thumbnailer:
         # The same file, unchanged since its thumbnail was made or found: no decode, no hash.
         known = self._known.get(seen)
         if known is not None and os.path.isfile(os.path.join(self.root, known.src)):
-            self.used.add(known.src.rpartition("/")[2])
+            self.used.add(known.name)
             return known
         found = self._find_or_make(source, seen, made)
         if isinstance(found, _Thumb):
