@@ -60,6 +60,7 @@ from inpaint_flows.api_errors import (
     status_error,
     transport_error,
 )
+from inpaint_flows.connections import ApiTransport
 from inpaint_flows.contract import MODELS_PATH, SUBMIT_PATH, TASK_RESULT_PATH
 from inpaint_flows.errors import (
     ConfigError,
@@ -223,15 +224,16 @@ class NovitaClient:
         self.limiter = limiter
         self.halt = halt or BatchHalt()
         self.stats = ClientStats()
+        limits = (
+            httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+            if connections
+            else httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            transport=transport,
+            transport=transport or ApiTransport(limits=limits),
             timeout=httpx.Timeout(timeout),
-            limits=(
-                httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-                if connections
-                else httpx.Limits(max_connections=100, max_keepalive_connections=20)
-            ),
+            limits=limits,
             headers={"Accept": "application/json"},
             event_hooks={"request": [self._log_request], "response": [self._log_response]},
         )
