@@ -4,7 +4,7 @@ Before it sends a request, and again when a response is closed, httpcore's conne
 every idle connection whether the server has closed it ("is the socket readable?"). Its anyio
 stream answers by building the dict of all its socket's attributes (a `getpeername` call and
 enum conversions included) to pick the raw socket out of it: measured on an 800-job batch with
-50 in flight, those checks were ~5 s of the ~26 s of CPU the client spent in httpx and
+50 in flight, those checks held the GIL ~5 s of the ~26 s the client spent in httpx and
 httpcore (upstream: encode/httpcore#928). `ApiTransport` is httpx's own transport whose
 connections keep their raw socket from the start and answer that one question from it, with
 the same test httpcore makes (a zero-timeout poll); every other question, read, write and
