@@ -245,16 +245,21 @@ class Thumbnailer:
         thumbs = tuple(t for t in shown if isinstance(t, _Thumb))
         self._rows[outcome.name] = (hash(outcome), _html(row), thumbs)
 
+    def _reused(self, thumbs: tuple[_Thumb, ...]) -> bool:
+        """Whether every one of `thumbs` is still in `_thumbs/`; if so they count as used (the
+        page shows them, so the clean-up keeps them)."""
+        if not all(os.path.isfile(os.path.join(self.folder, t.name)) for t in thumbs):
+            return False
+        self.used.update(t.name for t in thumbs)
+        return True
+
     def row_html(self, index: int, outcome: JobOutcome, links: _Links) -> Markup:
         """`outcome`'s row as row `index` of the page: the one `prepare` rendered if `outcome`
         has not changed since and every thumbnail it shows is still there, else rendered now."""
         kept = self._rows.get(outcome.name)
         if kept is not None:
             fingerprint, html, thumbs = kept
-            if fingerprint == hash(outcome) and all(
-                (self.folder / t.name).is_file() for t in thumbs
-            ):
-                self.used.update(t.name for t in thumbs)
+            if fingerprint == hash(outcome) and self._reused(thumbs):
                 return _numbered(html, index)
         return _html(_row(index, outcome, links, self))
 
@@ -273,8 +278,7 @@ class Thumbnailer:
             return _Missing(f"cannot read {path_text}: not a file")
         # The same file, unchanged since its thumbnail was made or found: no decode, no hash.
         known = self._known.get(seen)
-        if known is not None and os.path.isfile(os.path.join(self.root, known.src)):
-            self.used.add(known.name)
+        if known is not None and self._reused((known,)):
             return known
         found = self._find_or_make(source, seen, made)
         if isinstance(found, _Thumb):
