@@ -39,7 +39,7 @@ MIN_STARTUP_TIMEOUT_S = 120.0
 _PORT_IN_USE = 3  # uvicorn's exit code when it cannot bind
 _STOP_TIMEOUT_S = 5.0  # as Prefect waits for its own
 # Between readiness probes: each is one refused or answered local connection; the first
-# submit waits for the answer, so a shorter pause is up to 0.1 s sooner.
+# submit waits for the answer, so this pause (was 0.1 s) is what the start can lose.
 _POLL_S = 0.02
 
 # Prefect settings for this command's own server, unless the environment sets them. They skip

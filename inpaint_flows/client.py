@@ -233,7 +233,7 @@ class NovitaClient:
             base_url=self.base_url,
             transport=transport or ApiTransport(limits=limits),
             timeout=httpx.Timeout(timeout),
-            limits=limits,
+            limits=limits,  # also for the proxy transports httpx mounts from the environment
             headers={"Accept": "application/json"},
             event_hooks={"request": [self._log_request], "response": [self._log_response]},
         )
