@@ -1,7 +1,7 @@
 """One batch run in its own process, started on a signal, for the shared-store tests.
 
 `python -m tests.flows.shared_store_driver SOURCE OUT BASE_URL`: imports everything, prints
-`ready`, waits for a line on stdin (so two drivers start their runs together), runs the batch
+`ready`, waits for a line on stdin (so the test decides when each run starts), runs the batch
 flow and prints one JSON line: whether the run completed, and each job's status in this run.
 The ledger's messages (a job another run holds, waited for) go to stderr.
 The job store is the default, or `$INPAINT_STATE_URL` (read by the run, as on a worker).

@@ -1,6 +1,6 @@
 """Runs that share a job store: two at once over one folder, and a folder from an older release.
 
-The two runs are separate processes (`shared_store_driver`) started together against one local
+The two runs are separate processes (`shared_store_driver`), made to overlap, against one local
 server, whose `/_local/stats` counts what was paid per job. Once with the SQLite default, once
 with PostgreSQL (a throwaway cluster; its URL, password included, given to the runs in
 `$INPAINT_STATE_URL` as on a worker).
@@ -12,9 +12,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL
 
@@ -39,22 +43,72 @@ DONE = ("succeeded", "skipped-already-done")
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def start_run(src: Path, out: Path, base_url: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.flows.shared_store_driver", str(src), str(out), base_url],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if line != "ready":
-        proc.kill()
-        raise AssertionError(f"the run did not start: {line} {proc.communicate()}")
-    return proc
+WAITING = "is working on this job; waiting for it"  # the ledger's line for a held job
+
+
+class Run:
+    """One driver process; its output is read as it comes, so the test can wait on a line."""
+
+    def __init__(self, src: Path, out: Path, base_url: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.flows.shared_store_driver", str(src), str(out), base_url],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.waited = threading.Event()  # it met a job the other run holds
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            self.proc.kill()
+            raise AssertionError(f"the run did not start: {line} {self.proc.communicate()}")
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            if WAITING in line:
+                self.waited.set()
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.close()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def finish(self) -> tuple[str, str]:
+        self.proc.wait(timeout=HANG_GUARD_S)
+        for reader in self.readers:
+            reader.join(timeout=HANG_GUARD_S)
+        return "".join(self.stdout), "".join(self.stderr)
+
+
+def wait_for(what: str, check: Callable[[], bool], run: Run) -> None:
+    """Until `check()` holds; fails at once if `run` ended first, or after the hang guard."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not check():
+        if not run.running():
+            raise AssertionError(f"the run ended before {what}: {run.finish()[1][-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {HANG_GUARD_S} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def hold_tasks(server: LocalServer, held: bool) -> None:
+    url = f"{server.base_url}/_local/hold"
+    httpx.post(url, params={"held": str(held).lower()}, timeout=10).raise_for_status()
 
 
 @pytest.mark.slow
@@ -77,20 +131,23 @@ async def test_two_runs_over_one_folder_at_once_both_finish_and_pay_each_job_onc
         env["INPAINT_STATE_URL"] = server_pg.url(server_pg.create_database())
         secret = server_pg.password
 
-    # Each task takes 2 s and each run keeps 2 in flight: one run alone needs ~6 s, so runs
-    # started together meet on held jobs (the assertions below check that they did).
-    with LocalServer(ServerConfig(latency=2.0, workers=8, seed=1)) as server:
-        runs = [start_run(src, out, server.base_url, env) for _ in range(2)]
-        for proc in runs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        outputs = [proc.communicate(timeout=HANG_GUARD_S) for proc in runs]
+    # Made to overlap, not timed to: the server keeps tasks queued while run A holds a job it
+    # has submitted, and lets them go only once run B has met that job and waits for it.
+    with LocalServer(ServerConfig(latency=0.5, workers=8, seed=1)) as server:
+        run_a, run_b = Run(src, out, server.base_url, env), Run(src, out, server.base_url, env)
+        hold_tasks(server, True)
+        run_a.go()
+        wait_for("run A submits a job", lambda: server_view(server).total_accepted > 0, run_a)
+        run_b.go()
+        wait_for("run B meets a job run A holds", run_b.waited.is_set, run_b)
+        hold_tasks(server, False)
+        runs = [run_a, run_b]
+        outputs = [run.finish() for run in runs]
         paid = server_view(server)
 
     results: list[dict[str, Any]] = []
-    for proc, (stdout, stderr) in zip(runs, outputs, strict=True):
-        assert proc.returncode == 0, stderr[-3000:]
+    for run, (stdout, stderr) in zip(runs, outputs, strict=True):
+        assert run.proc.returncode == 0, stderr[-3000:]
         results.append(json.loads(stdout.strip().splitlines()[-1]))
     for result in results:  # neither run was refused; every input succeeded in each
         assert result["completed"], result["message"]
@@ -99,8 +156,6 @@ async def test_two_runs_over_one_folder_at_once_both_finish_and_pay_each_job_onc
     # Each job was done by one run and found done by the other (it waited, or came later).
     for name in hashes:
         assert sorted(r["statuses"][name] for r in results) == sorted(DONE), name
-    # They ran at the same time: one met a job the other held, and waited for it.
-    assert any("is working on this job; waiting for it" in err for _, err in outputs), results
     for name, digest in hashes.items():
         assert paid.accepted(digest) == 1, (name, paid.accepted(digest))
     rows = report_rows(out)
