@@ -13,6 +13,8 @@ import pytest
 
 from tests.novita_local.helpers import StartServer, http, submit, valid_body
 
+DELIVERED_ONCE = {"delivered": 1, "failed": 0}
+
 
 class Receiver:
     def __init__(self, failures: int) -> None:
@@ -55,6 +57,17 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
     hook.close()
 
 
+def _webhook_counts(server: Any, expected: dict[str, int], timeout: float = 10.0) -> Any:
+    """The server's webhook counters once they equal `expected` (or as they are at the timeout).
+
+    The receiver has the call before the server counts it as delivered: wait on the count.
+    """
+    deadline = time.monotonic() + timeout
+    while (counts := server.stats()["webhooks"]) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return counts
+
+
 def _submit_with_hook(start_server: StartServer, url: str) -> tuple[Any, str]:
     server = start_server()
     body = valid_body()
@@ -71,13 +84,11 @@ def test_webhook_receives_the_task_result(start_server: StartServer, receiver: R
     assert event["payload"]["task"]["task_id"] == task_id
     assert event["payload"]["task"]["status"] == "TASK_STATUS_SUCCEED"
     assert len(event["payload"]["images"]) == 1
-    time.sleep(0.05)
-    assert server.stats()["webhooks"] == {"delivered": 1, "failed": 0}
+    assert _webhook_counts(server, DELIVERED_ONCE) == DELIVERED_ONCE
 
 
 @pytest.mark.parametrize("receiver", [1], indirect=True)
 def test_webhook_is_retried_after_a_failure(start_server: StartServer, receiver: Receiver) -> None:
     server, _ = _submit_with_hook(start_server, receiver.url)
     receiver.wait(2)
-    time.sleep(0.05)
-    assert server.stats()["webhooks"] == {"delivered": 1, "failed": 0}
+    assert _webhook_counts(server, DELIVERED_ONCE) == DELIVERED_ONCE
