@@ -233,6 +233,13 @@ class LocalApi:
         data: dict[str, Any] = response.json()
         return data
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the server has used so far: on a 2-core
+        machine its inpainting competes with the client for the same cores."""
+        assert self.proc is not None, "no server process"
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
     def submit_times_ms(self, task_ids: Sequence[str]) -> list[int]:
         """When the server accepted each task (its own clock, `debug_info.submit_time_ms`)."""
         times: list[int] = []
