@@ -33,6 +33,7 @@ def test_quick_benchmark_prints_a_table_and_json_for_every_figure(tmp_path: Path
             str(tmp_path / "work"),
             "--cache-dir",
             str(tmp_path / "cache"),
+            *("--e2e-repeat", "2"),  # both orders: loop first, then CLI first
         ],
         cwd=REPO,
         capture_output=True,
@@ -59,6 +60,10 @@ def test_quick_benchmark_prints_a_table_and_json_for_every_figure(tmp_path: Path
     assert sum(unreachable["statuses"].values()) == unreachable["jobs"]
     eta0 = next(run for run in saved["figures"]["polling"] if "added_latency_mean_s" in run)
     assert eta0["mean_polls_per_job"] > 0
+    (e2e,) = saved["figures"]["e2e"]
+    assert [pair["order"] for pair in e2e["pairs"]] == ["loop first", "CLI first"]
+    assert all(pair["statuses"] == {"succeeded": e2e["jobs"]} for pair in e2e["pairs"])
+    assert e2e["cli_over_reference"] in {pair["cli_over_reference"] for pair in e2e["pairs"]}
 
 
 def test_bucket_benchmark_runs_a_tiny_batch_through_a_bucket() -> None:
