@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
@@ -89,23 +90,57 @@ def poll_interval_s(timeout_s: float) -> int:
 
 
 async def ask_dashboard(review: CanaryReview) -> Verdict:
-    """Pause the current flow run until the form is answered or `review.timeout_s` passes."""
+    """Pause the current flow run until the form is answered, the run is cancelled from the
+    dashboard, or `review.timeout_s` passes."""
     form = decision_form(review)
-    try:
-        answer: CanaryDecision | None = await asyncio.wait_for(
+    interval = poll_interval_s(review.timeout_s)
+    pause = asyncio.ensure_future(
+        asyncio.wait_for(
             apause_flow_run(
                 form,
                 timeout=math.ceil(review.timeout_s + PAUSE_GRACE_S),
-                poll_interval=poll_interval_s(review.timeout_s),
+                poll_interval=interval,
                 key=PAUSE_KEY,
             ),
             review.timeout_s,
         )
-    except TimeoutError:
-        answer = await _leave_pause(form)
+    )
+    cancel_pressed = asyncio.ensure_future(_cancel_pressed(_run_id(), interval))
+    try:
+        await asyncio.wait({pause, cancel_pressed}, return_when=asyncio.FIRST_COMPLETED)
+        if cancel_pressed.done() and cancel_pressed.exception() is None:
+            return Verdict("cancel", by="the dashboard (its Cancel button)")
+        # Prefect's pause ends on an answer (Resume) or our deadline; a watcher that failed
+        # (the API did not answer a read) leaves Cancel to be seen at the deadline.
+        try:
+            answer: CanaryDecision | None = await pause
+        except TimeoutError:
+            answer = await _leave_pause(form)
+    finally:
+        for waiting in (pause, cancel_pressed):
+            waiting.cancel()
+        await asyncio.gather(pause, cancel_pressed, return_exceptions=True)
     if answer is None:
         return Verdict("timeout", by="the dashboard (no answer)")
     return Verdict(answer.action, answer.defaults, by="the dashboard")
+
+
+def _run_id() -> UUID:
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    return context.flow_run.id
+
+
+async def _cancel_pressed(run_id: UUID, interval_s: float) -> None:
+    """Returns once the paused run is Cancelling or Cancelled: the dashboard's Cancel button on
+    a run whose process nothing kills (a local run). Prefect's pause only ends on Resume, so
+    without this the run would sit until the canary's deadline."""
+    async with get_client() as client:
+        while True:
+            await asyncio.sleep(interval_s)
+            state = (await client.read_flow_run(run_id)).state
+            if state is not None and (state.is_cancelling() or state.is_cancelled()):
+                return
 
 
 async def _leave_pause(form: type[CanaryDecision]) -> CanaryDecision | None:
@@ -114,9 +149,7 @@ async def _leave_pause(form: type[CanaryDecision]) -> CanaryDecision | None:
     A run cancelled with the dashboard's Cancel button while paused (where nothing killed its
     process, e.g. a local run) counts as cancelled: its report is still written.
     """
-    context = FlowRunContext.get()
-    assert context is not None and context.flow_run is not None
-    run_id = context.flow_run.id
+    run_id = _run_id()
     async with get_client() as client:
         current = await client.read_flow_run(run_id)
         if current.state is not None and (

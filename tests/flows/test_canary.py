@@ -224,7 +224,9 @@ async def test_cancel_pressed_on_the_paused_run_still_ends_with_a_report(
     """The dashboard's Cancel button instead of the form, on a run no worker kills."""
     from prefect.states import Cancelling
 
-    batch = CanaryRun(tmp_path, server, "canary-cancel-button", canary_timeout_s=4.0)
+    # The deadline is far (the run checks every 3 s): it must see the Cancel itself, not at
+    # the deadline (that message would not name the button).
+    batch = CanaryRun(tmp_path, server, "canary-cancel-button", canary_timeout_s=90.0)
     run = await batch.paused()
     async with get_client() as client:
         await client.set_flow_run_state(run.id, Cancelling(), force=True)
@@ -234,4 +236,5 @@ async def test_cancel_pressed_on_the_paused_run_still_ends_with_a_report(
     assert job_counts(server).total_submits == 3
     report = batch.report()
     assert set(report.loc[list(REST), "reason"]) == {REASON_CANCELLED}
+    assert all("its Cancel button" in message for message in report.loc[list(REST), "message"])
     assert state.is_cancelled(), state
