@@ -91,13 +91,21 @@ def _mid_submits(w: Watch) -> bool:
 
 
 def _mid_polls(w: Watch) -> bool:
-    # max_in_flight=4: four tasks submitted and polled, none finished (each takes 3 s).
+    # max_in_flight=4: four tasks accepted and polled, none finished (each takes 3 s). Four
+    # polls alone could come from the first two or three tasks, before the fourth is accepted.
     stats = w.stats()
-    return stats["polls"]["total"] >= 4 and stats["downloads"]["total"] == 0
+    return (
+        stats["submissions"]["accepted"] >= 4
+        and stats["polls"]["total"] >= 4
+        and stats["downloads"]["total"] == 0
+    )
 
 
 def _mid_downloads(w: Watch) -> bool:
-    return 2 <= w.stats()["downloads"]["total"] < JOBS
+    # A result on disk (the server counts a download before the client has checked and written
+    # it) and jobs still to download.
+    outputs = [p for p in visible_files(w.out) if p.parent == w.out]
+    return bool(outputs) and w.stats()["downloads"]["total"] < JOBS
 
 
 POINTS = [
