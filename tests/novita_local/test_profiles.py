@@ -65,10 +65,14 @@ def _download(client: httpx.Client, result: dict[str, Any]) -> bytes:
 def test_novita_reports_no_progress_and_no_timings_at_any_status(
     start_server: StartServer,
 ) -> None:
-    server = start_server(latency=0.4, workers=1)
+    server = start_server(latency=1.0, workers=1)
     seen: list[dict[str, Any]] = []
     with http(server) as client:
+        # Both queued for certain (held), then run one after the other, each for 1 s.
+        client.post("/_local/hold").raise_for_status()
         first, second = submit(client), submit(client)
+        seen += [poll(client, second), poll(client, first)]
+        client.post("/_local/hold", params={"held": "false"}).raise_for_status()
         deadline = time.monotonic() + 15
         while not seen or seen[-1]["task"]["status"] not in FINISHED:
             assert time.monotonic() < deadline
@@ -309,7 +313,13 @@ def test_a_finished_task_never_reports_unknown(start_server: StartServer) -> Non
     server = start_server(unknown_status_rate=1.0, latency=0.3)
     unknown = 0
     with http(server) as client:
+        # Kept queued until its first poll has been answered: at least one unfinished poll.
+        assert client.post("/_local/hold").json() == {"held": True}
         task_id = submit(client)
+        result = poll(client, task_id)
+        assert result["task"]["status"] == "TASK_STATUS_UNKNOWN" and result["images"] == []
+        unknown += 1
+        assert client.post("/_local/hold", params={"held": "false"}).json() == {"held": False}
         deadline = time.monotonic() + 15
         while (result := poll(client, task_id))["task"]["status"] != "TASK_STATUS_SUCCEED":
             assert result["task"]["status"] == "TASK_STATUS_UNKNOWN"  # every unfinished poll

@@ -49,11 +49,12 @@ def test_valid_url_downloads_without_api_key(start_server: StartServer) -> None:
 
 
 def test_url_expires_after_ttl(start_server: StartServer) -> None:
-    server = start_server(image_url_ttl=2)
+    # Long enough that a busy machine still fetches it in time; the wait below adapts.
+    server = start_server(image_url_ttl=5)
     with http(server) as client:
         result = wait_done(client, submit(client))
         image = result["images"][0]
-        assert 0 <= image["image_url_ttl"] <= 2
+        assert 0 <= image["image_url_ttl"] <= 5
         assert client.get(image["image_url"]).status_code == 200
         expires = int(_parts(image["image_url"])[1])
         time.sleep(max(0.0, expires + 1.05 - time.time()))
