@@ -47,7 +47,9 @@ Figures (definitions; targets from issue 6):
    flight, without either side's start-up) and the local API's CPU in each run (its
    inpainting shares the machine's cores with the client). `--e2e-repeat K` runs K pairs per N,
    alternating which side goes first; the pair with the median ratio is reported (the higher
-   middle one for an even K), every pair in the JSON.
+   middle one for an even K), every pair in the JSON. `--e2e-prefect running` runs the CLI
+   against the benchmark's started `prefect server` instead (a user with a dashboard open):
+   the same run without the temporary server's start.
 8. store: CPU (and wall) time per job of the job store's traffic as the runner makes it (a
    claim, then three writes, the last releasing the claim), SQLite, N jobs at once, in a child
    process. No target: it is a share of the e2e figure's per-job CPU.
@@ -111,6 +113,9 @@ class E2eOptions:
     latency: str = "1"
     in_flight: int = 50
     repeat: int = 1  # pairs (loop, CLI) per N, in alternating order; the median ratio counts
+    # "temporary": no PREFECT_API_URL, the CLI starts Prefect's temporary server (cold, as a
+    # user without a dashboard runs it); "running": the benchmark's started `prefect server`.
+    prefect: str = "temporary"
 
 
 @dataclass
@@ -615,7 +620,9 @@ def bench_e2e(bench: Bench) -> None:
     latency = "0.2" if bench.quick else options.latency
     flags = _server_flags(latency=latency, workers=max(64, in_flight + 8))
     home = bench.dir("e2e-prefect-home")
-    env = child_env(None, home)  # no PREFECT_API_URL: the CLI starts Prefect's own server
+    # Without PREFECT_API_URL the CLI starts Prefect's temporary server; "running": the
+    # benchmark's `prefect server`, already up, as a dashboard's would be.
+    env = child_env(bench.api_url if options.prefect == "running" else None, home)
     # Its start is given more than Prefect's 20 s: a busy shared machine can take longer.
     env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
     if not bench.quick:
@@ -665,7 +672,11 @@ def bench_e2e(bench: Bench) -> None:
             latency_s=latency,
         )
         results.append(figures)
-        _e2e_rows(bench, f"e2e N={jobs} {options.image_size} px c={in_flight} {latency} s", figures)
+        label = f"e2e N={jobs} {options.image_size} px c={in_flight} {latency} s"
+        if options.prefect == "running":
+            label += " (Prefect server running)"
+        figures["prefect"] = options.prefect
+        _e2e_rows(bench, label, figures)
         bench.done_with(folder)
     if len(results) > 1:
         growth = results[-1]["cli_peak_rss_mb"] - results[0]["cli_peak_rss_mb"]
@@ -839,6 +850,7 @@ def _e2e_rows(bench: Bench, label: str, figures: dict[str, Any]) -> None:
     )
     tail = figures["cli_after_last_download_s"]
     per_1000 = figures["cli_after_last_download_s_per_1000"]
+    children = "none" if figures["prefect"] == "running" else "Prefect's temporary server"
     bench.rows.append(
         Row(
             f"{label}: after the last download",
@@ -854,8 +866,8 @@ def _e2e_rows(bench: Bench, label: str, figures: dict[str, Any]) -> None:
             f"{figures['cli_peak_rss_mb']:.0f}",
             "≤ 300",
             figures["cli_peak_rss_mb"] <= 300,
-            f"{figures['cli_peak_rss_with_children_mb']:.0f} MB with its children (Prefect's "
-            f"temporary server); {figures['cli_rss_samples']} samples",
+            f"{figures['cli_peak_rss_with_children_mb']:.0f} MB with its children "
+            f"({children}); {figures['cli_rss_samples']} samples",
         )
     )
 
@@ -962,6 +974,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="pairs (loop, CLI) per N, alternating which goes first; the median ratio counts",
     )
+    e2e.add_argument(
+        "--e2e-prefect",
+        choices=("temporary", "running"),
+        default="temporary",
+        help="temporary: the CLI starts Prefect's temporary server (cold, the default); "
+        "running: against the benchmark's started `prefect server`, as with a dashboard",
+    )
     args = parser.parse_args(argv)
     try:
         args.e2e = E2eOptions(
@@ -970,6 +989,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             latency=args.e2e_latency,
             in_flight=args.e2e_in_flight,
             repeat=max(1, args.e2e_repeat),
+            prefect=args.e2e_prefect,
         )
     except ValueError:
         parser.error(f"--e2e-n: expected numbers separated by commas, got {args.e2e_n!r}")
@@ -1000,7 +1020,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.prefect_api_url:
             yield args.prefect_api_url, f"the Prefect API at {args.prefect_api_url}"
             return
-        if set(args.only) <= {"e2e"}:  # the CLI starts its own: no server beside it
+        if set(args.only) <= {"e2e"} and args.e2e_prefect == "temporary":
+            # The CLI starts its own: no server beside it.
             yield "", "the CLI's own temporary Prefect server"
             return
         with prefect_server(prefect_home, workdir / "prefect-server.log") as url:
