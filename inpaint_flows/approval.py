@@ -28,7 +28,7 @@ from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import aread_flow_run_input
 from prefect.input.run_input import keyset_from_base_key
-from prefect.states import Running
+from prefect.states import Running, State
 from prefect.utilities.engine import propose_state
 from pydantic import Field, create_model
 
@@ -109,17 +109,25 @@ async def ask_dashboard(review: CanaryReview) -> Verdict:
     try:
         await asyncio.wait({pause, cancel_pressed}, return_when=asyncio.FIRST_COMPLETED)
         if cancel_pressed.done() and cancel_pressed.exception() is None:
-            return Verdict("cancel", by="the dashboard (its Cancel button)")
+            return CANCELLED
         # Prefect's pause ends on an answer (Resume) or our deadline; a watcher that failed
         # (the API did not answer a read) leaves Cancel to be seen at the deadline.
         try:
-            answer: CanaryDecision | None = await pause
+            return _verdict(await pause)
         except TimeoutError:
-            answer = await _leave_pause(form)
+            return await _leave_pause(form)
     finally:
         for waiting in (pause, cancel_pressed):
             waiting.cancel()
         await asyncio.gather(pause, cancel_pressed, return_exceptions=True)
+
+
+# The dashboard's Cancel button on the paused run (where nothing killed its process, e.g. a
+# local run): the run counts as cancelled and still writes its report.
+CANCELLED = Verdict("cancel", by="the dashboard (its Cancel button)")
+
+
+def _verdict(answer: CanaryDecision | None) -> Verdict:
     if answer is None:
         return Verdict("timeout", by="the dashboard (no answer)")
     return Verdict(answer.action, answer.defaults, by="the dashboard")
@@ -131,31 +139,26 @@ def _run_id() -> UUID:
     return context.flow_run.id
 
 
+def _is_cancelled(state: State | None) -> bool:
+    return state is not None and (state.is_cancelling() or state.is_cancelled())
+
+
 async def _cancel_pressed(run_id: UUID, interval_s: float) -> None:
-    """Returns once the paused run is Cancelling or Cancelled: the dashboard's Cancel button on
-    a run whose process nothing kills (a local run). Prefect's pause only ends on Resume, so
-    without this the run would sit until the canary's deadline."""
+    """Returns once the paused run is Cancelling or Cancelled. Prefect's pause only ends on
+    Resume, so without this the run would sit until the canary's deadline."""
     async with get_client() as client:
-        while True:
+        while not _is_cancelled((await client.read_flow_run(run_id)).state):
             await asyncio.sleep(interval_s)
-            state = (await client.read_flow_run(run_id)).state
-            if state is not None and (state.is_cancelling() or state.is_cancelled()):
-                return
 
 
-async def _leave_pause(form: type[CanaryDecision]) -> CanaryDecision | None:
-    """Our deadline passed: resume the run ourselves; an answer given just now still counts.
-
-    A run cancelled with the dashboard's Cancel button while paused (where nothing killed its
-    process, e.g. a local run) counts as cancelled: its report is still written.
-    """
+async def _leave_pause(form: type[CanaryDecision]) -> Verdict:
+    """Our deadline passed: resume the run ourselves; an answer given just now still counts,
+    and so does a Cancel the watcher missed."""
     run_id = _run_id()
     async with get_client() as client:
         current = await client.read_flow_run(run_id)
-        if current.state is not None and (
-            current.state.is_cancelling() or current.state.is_cancelled()
-        ):
-            return form(action="cancel")
+        if _is_cancelled(current.state):
+            return CANCELLED
         if current.state is None or not current.state.is_running():
             await propose_state(
                 client,
@@ -163,4 +166,4 @@ async def _leave_pause(form: type[CanaryDecision]) -> CanaryDecision | None:
                 flow_run_id=run_id,
             )
     value: Any = await aread_flow_run_input(key=KEYSET["response"], flow_run_id=run_id)
-    return form(**value) if value else None
+    return _verdict(form(**value) if value else None)
