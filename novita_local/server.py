@@ -111,6 +111,10 @@ class LocalServer:
         """The same counters as `GET /_local/stats`."""
         return self.state.snapshot()
 
+    def hold(self, held: bool = True) -> None:
+        """The same as `POST /_local/hold?held=...`: keep queued tasks queued, or let them run."""
+        self.state.pool.hold(held)
+
     def restart(self) -> None:
         """Simulate a crash and restart: every task is lost; polls then get 404 TASK_NOT_FOUND."""
         self.state.restart()

@@ -13,18 +13,16 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL
 
 from inpaint_flows.ledger_json import write_json_entry
 from novita_local.config import ServerConfig
 from novita_local.server import LocalServer
+from tests.flows.canary_support import wait_until
 from tests.reliability.helpers import (
     HANG_GUARD_S,
     assert_outputs_whole,
@@ -95,22 +93,6 @@ class Run:
         return "".join(self.stdout), "".join(self.stderr)
 
 
-def wait_for(what: str, check: Callable[[], bool], run: Run) -> None:
-    """Until `check()` holds; fails at once if `run` ended first, or after the hang guard."""
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not check():
-        if not run.running():
-            raise AssertionError(f"the run ended before {what}: {run.finish()[1][-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {HANG_GUARD_S} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def hold_tasks(server: LocalServer, held: bool) -> None:
-    url = f"{server.base_url}/_local/hold"
-    httpx.post(url, params={"held": str(held).lower()}, timeout=10).raise_for_status()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 async def test_two_runs_over_one_folder_at_once_both_finish_and_pay_each_job_once(
@@ -134,13 +116,20 @@ async def test_two_runs_over_one_folder_at_once_both_finish_and_pay_each_job_onc
     # Made to overlap, not timed to: the server keeps tasks queued while run A holds a job it
     # has submitted, and lets them go only once run B has met that job and waits for it.
     with LocalServer(ServerConfig(latency=0.5, workers=8, seed=1)) as server:
+
+        async def a_submitted() -> bool:
+            return bool(server.stats()["submissions"]["accepted"])
+
+        async def b_waits() -> bool:
+            return run_b.waited.is_set()
+
         run_a, run_b = Run(src, out, server.base_url, env), Run(src, out, server.base_url, env)
-        hold_tasks(server, True)
+        server.hold()
         run_a.go()
-        wait_for("run A submits a job", lambda: server_view(server).total_accepted > 0, run_a)
+        await wait_until("run A submits a job", a_submitted, HANG_GUARD_S, run_a.running)
         run_b.go()
-        wait_for("run B meets a job run A holds", run_b.waited.is_set, run_b)
-        hold_tasks(server, False)
+        await wait_until("run B meets a job run A holds", b_waits, HANG_GUARD_S, run_b.running)
+        server.hold(False)
         runs = [run_a, run_b]
         outputs = [run.finish() for run in runs]
         paid = server_view(server)
@@ -156,6 +145,8 @@ async def test_two_runs_over_one_folder_at_once_both_finish_and_pay_each_job_onc
     # Each job was done by one run and found done by the other (it waited, or came later).
     for name in hashes:
         assert sorted(r["statuses"][name] for r in results) == sorted(DONE), name
+    # They ran at the same time: one met a job the other held, and waited for it.
+    assert any(WAITING in err for _, err in outputs), results
     for name, digest in hashes.items():
         assert paid.accepted(digest) == 1, (name, paid.accepted(digest))
     rows = report_rows(out)

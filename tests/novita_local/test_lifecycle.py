@@ -142,6 +142,17 @@ def test_a_hold_keeps_tasks_queued_until_released(start_server: StartServer) -> 
         assert wait_done(client, task_id)["task"]["status"] == "TASK_STATUS_SUCCEED"
 
 
+def test_the_in_process_server_holds_as_the_endpoint_does(start_server: StartServer) -> None:
+    server = start_server(latency=0, workers=1)
+    with http(server) as client:
+        server.hold()
+        task_id = submit(client)
+        for _ in range(20):
+            assert poll(client, task_id)["task"]["status"] == "TASK_STATUS_QUEUED"
+        server.hold(False)
+        assert wait_done(client, task_id)["task"]["status"] == "TASK_STATUS_SUCCEED"
+
+
 def test_same_seed_gives_the_same_bytes(client: httpx.Client) -> None:
     body = valid_body(seed=1234, image_num=2)
     first = _download(client, wait_done(client, submit(client, body)))
