@@ -104,8 +104,12 @@ def _mid_polls(w: Watch) -> bool:
 def _mid_downloads(w: Watch) -> bool:
     # A result on disk (the server counts a download before the client has checked and written
     # it) and jobs still to download.
-    outputs = [p for p in visible_files(w.out) if p.parent == w.out]
-    return bool(outputs) and w.stats()["downloads"]["total"] < JOBS
+    return bool(results_in(w.out)) and w.stats()["downloads"]["total"] < JOBS
+
+
+def results_in(out: Path) -> list[Path]:
+    """The result images written so far (the output folder's own files, no reports)."""
+    return [p for p in visible_files(out) if p.parent == out]
 
 
 POINTS = [
@@ -200,7 +204,7 @@ async def test_sigkill_then_rerun(point: CrashPoint, tmp_path: Path) -> None:
         unknown = {name for name, e in at_kill.items() if e.state == "submitting"}
         stats = server_view(server)
         states = Counter(e.state for e in at_kill.values())
-        outputs_at_kill = [p for p in visible_files(out) if p.parent == out]
+        outputs_at_kill = results_in(out)
         # The kill landed where it was meant to.
         if point.pause == "submit":
             assert stats.total_submitted == 0
