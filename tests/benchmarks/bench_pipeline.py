@@ -193,7 +193,7 @@ class Bench:
             "first_poll": first_poll,
         }
         result = run_child(config, env=self.env(), log=folder / "reference.log")
-        return dict(result.figures)
+        return {**result.figures, "child_wall_s": round(result.wall_s, 2)}
 
     def pick(self, full: int, quick: int) -> int:
         if self.n is not None:
@@ -658,7 +658,6 @@ def bench_e2e(bench: Bench) -> None:
                 source,
                 flags=flags,
                 env=env,
-                home=home,
                 batch_name=f"{name}-{k + 1}",
                 in_flight=in_flight,
                 cli_first=k % 2 == 1,
@@ -700,7 +699,6 @@ def _e2e_pair(
     *,
     flags: list[str],
     env: dict[str, str],
-    home: Path,
     batch_name: str,
     in_flight: int,
     cli_first: bool,
@@ -710,33 +708,19 @@ def _e2e_pair(
     ref: dict[str, Any] = {}
     cli: dict[str, Any] = {}
 
+    # Names under the pair's folder (its local servers' logs too), cleaned up with it.
+    rel = folder.relative_to(bench.workdir)
+
     def run_reference() -> None:
-        with bench.novita(f"{folder.name}-reference", flags) as api:
-            server_cpu_at_start = api.cpu_s()  # its own start-up
+        with bench.novita(f"{rel}/api-reference", flags) as api:
             started = time.time()
-            child = run_child(
-                {
-                    "mode": "reference",
-                    "source": str(source),
-                    "out": str(folder / "reference-out"),
-                    "base_url": api.base_url,
-                    "concurrency": in_flight,
-                    "first_poll": "every",
-                },
-                env=child_env(None, home),
-                log=folder / "reference.log",
+            figures = bench.run_reference(
+                f"{rel}/reference", api, source, concurrency=in_flight, first_poll="every"
             )
-            ref.update(
-                child.figures,
-                started=started,
-                wall_s=child.wall_s,
-                polls=_mean_polls(api.stats()),
-                server_cpu_s=api.cpu_s() - server_cpu_at_start,
-            )
+            ref.update(figures, started=started, polls=_mean_polls(api.stats()), cpu=api.cpu_s())
 
     def run_the_cli() -> None:
-        with bench.novita(f"{folder.name}-cli", flags) as api:
-            server_cpu_at_start = api.cpu_s()
+        with bench.novita(f"{rel}/api-cli", flags) as api:
             cli["run"] = run_cli(
                 [
                     *("run", str(source), "--out", str(folder / "out")),
@@ -751,7 +735,7 @@ def _e2e_pair(
                 cwd=folder,
             )
             cli["polls"] = _mean_polls(api.stats())
-            cli["server_cpu_s"] = api.cpu_s() - server_cpu_at_start
+            cli["cpu"] = api.cpu_s()
 
     for step in (run_the_cli, run_reference) if cli_first else (run_reference, run_the_cli):
         step()
@@ -778,15 +762,15 @@ def _e2e_pair(
         "cli_exit_code": run.returncode,
         "statuses": dict(statuses),
         "cli_wall_s": round(run.wall_s, 2),
-        "reference_wall_s": round(ref["wall_s"], 2),
-        "cli_over_reference": round(run.wall_s / ref["wall_s"], 3),
+        "reference_wall_s": ref["child_wall_s"],
+        "cli_over_reference": round(run.wall_s / ref["child_wall_s"], 3),
         "cli_start_to_first_submit_s": round(first_submit - run.wall_start, 2),
         "reference_start_to_first_submit_s": round(ref["wall_start"] - ref["started"], 2),
         "cli_over_reference_in_flight": round(in_flight_ratio, 3),
         "cli_after_last_download_s": round(tail, 2),
         "cli_after_last_download_s_per_1000": round(tail / jobs * 1000, 2),
         "reference_after_last_download_s": round(
-            ref["started"] + ref["wall_s"] - ref["last_download_wall"], 2
+            ref["started"] + ref["child_wall_s"] - ref["last_download_wall"], 2
         ),
         "cli_peak_rss_mb": run.peak_rss_mb,
         "cli_peak_rss_with_children_mb": run.peak_tree_rss_mb,
@@ -794,8 +778,8 @@ def _e2e_pair(
         "reference_peak_rss_mb": round(ref["peak_rss_mb"], 1),
         "cli_cpu_s": run.cpu_s,
         "reference_cpu_s": round(ref["cpu_s"], 1),
-        "cli_server_cpu_s": round(cli["server_cpu_s"], 1),
-        "reference_server_cpu_s": round(ref["server_cpu_s"], 1),
+        "cli_server_cpu_s": round(cli["cpu"], 1),
+        "reference_server_cpu_s": round(ref["cpu"], 1),
         "cli_polls_per_job": round(cli["polls"], 2),
         "reference_polls_per_job": round(ref["polls"], 2),
         "reference_mean_job_s": round(ref["mean_job_s"], 3),

@@ -226,6 +226,7 @@ class LocalApi:
 
     base_url: str
     proc: subprocess.Popen[bytes] | None  # None: an address where nothing listens
+    cpu_at_ready_s: float = 0.0  # what its own start-up used, left out of `cpu_s`
 
     def stats(self) -> dict[str, Any]:
         response = httpx.get(f"{self.base_url}/_local/stats", timeout=60.0)
@@ -234,11 +235,10 @@ class LocalApi:
         return data
 
     def cpu_s(self) -> float:
-        """CPU seconds (user + system, all threads) the server has used so far: on a 2-core
-        machine its inpainting competes with the client for the same cores."""
+        """CPU seconds (user + system, all threads) the server has used since it answered: on
+        a 2-core machine its inpainting competes with the client for the same cores."""
         assert self.proc is not None, "no server process"
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return float(times.user + times.system)
+        return _process_cpu_s(self.proc) - self.cpu_at_ready_s
 
     def submit_times_ms(self, task_ids: Sequence[str]) -> list[int]:
         """When the server accepted each task (its own clock, `debug_info.submit_time_ms`)."""
@@ -250,6 +250,11 @@ class LocalApi:
                 info = response.json()["extra"]["debug_info"]
                 times.append(int(info["submit_time_ms"]))
         return times
+
+
+def _process_cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    times = psutil.Process(proc.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 @contextlib.contextmanager
@@ -281,7 +286,7 @@ def local_api(log: Path, *, flags: Sequence[str]) -> Iterator[LocalApi]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until(f"{base}/_local/stats", _START_TIMEOUT_S, proc, "local Novita API")
-        yield LocalApi(base, proc)
+        yield LocalApi(base, proc, cpu_at_ready_s=_process_cpu_s(proc))
     finally:
         _stop(proc)
 
