@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from novita_local.server import LocalServer
 from tests.novita_local.helpers import StartServer, http, submit, valid_body
 
 DELIVERED_ONCE = {"delivered": 1, "failed": 0}
@@ -57,12 +58,15 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
     hook.close()
 
 
-def _webhook_counts(server: Any, expected: dict[str, int], timeout: float = 10.0) -> Any:
+def _webhook_counts(
+    server: LocalServer, expected: dict[str, int], timeout: float = 10.0
+) -> dict[str, int]:
     """The server's webhook counters once they equal `expected` (or as they are at the timeout).
 
     The receiver has the call before the server counts it as delivered: wait on the count.
     """
     deadline = time.monotonic() + timeout
+    counts: dict[str, int]
     while (counts := server.stats()["webhooks"]) != expected and time.monotonic() < deadline:
         time.sleep(0.02)
     return counts
